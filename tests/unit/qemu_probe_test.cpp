@@ -1,0 +1,134 @@
+#include <gtest/gtest.h>
+
+#include "host/host_info.hpp"
+#include "qvm/error.hpp"
+#include "support/temp_dir.hpp"
+
+namespace qvm::host {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TempDir;
+
+constexpr const char* kDebianHelp =
+    "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\n"
+    "Copyright (c) 2003-2022 Fabrice Bellard and the QEMU Project developers\n"
+    "usage: qemu-system-x86_64 [options] [disk_image]\n"
+    "-sandbox on[,obsolete=allow|deny][,elevateprivileges=allow|deny|children]\n";
+
+TEST(QemuProbeTest, ParsesVersionAndSandboxSupport) {
+  QemuInfo info = parse_qemu_help(kDebianHelp, "/usr/bin/qemu-system-x86_64");
+  EXPECT_EQ(info.major, 7);
+  EXPECT_EQ(info.minor, 2);
+  EXPECT_EQ(info.micro, 22);
+  EXPECT_EQ(info.version_text, "7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)");
+  EXPECT_TRUE(info.has_sandbox);
+  EXPECT_EQ(info.binary, "/usr/bin/qemu-system-x86_64");
+}
+
+TEST(QemuProbeTest, BuildWithoutSeccompHasNoSandbox) {
+  QemuInfo info = parse_qemu_help("QEMU emulator version 8.1.0\nusage: ...\n", "/q");
+  EXPECT_FALSE(info.has_sandbox);
+  EXPECT_EQ(info.version_text, "8.1.0");
+}
+
+TEST(QemuProbeTest, SomethingElseIsNotQemu) {
+  try {
+    parse_qemu_help("Usage: true [ignored command line arguments]\n", "/bin/true");
+    FAIL() << "expected HostError";
+  } catch (const HostError& e) {
+    EXPECT_STREQ(e.what(),
+                 "/bin/true does not look like QEMU: its -help output starts with \"Usage: true "
+                 "[ignored command line arguments]\"");
+  }
+}
+
+TEST(QemuProbeTest, FindsProgramsInPathButNeverInTheCurrentDirectory) {
+  TempDir dir;
+  dir.write("bin/fake-qemu", "#!/bin/sh\n", fs::perms::owner_all);
+  dir.write("bin/not-executable", "", fs::perms::owner_read);
+  std::string path_env = "::" + (dir / "nowhere").string() + ":" + (dir / "bin").string();
+  EXPECT_EQ(find_program("fake-qemu", path_env), dir / "bin" / "fake-qemu");
+  EXPECT_EQ(find_program("not-executable", path_env), std::nullopt);
+  EXPECT_EQ(find_program("absent", path_env), std::nullopt);
+  EXPECT_EQ(find_program((dir / "bin/fake-qemu").string(), ""), dir / "bin" / "fake-qemu");
+  EXPECT_EQ(find_program("", path_env), std::nullopt);
+}
+
+TEST(QemuProbeTest, MissingBinaryNamesThePackage) {
+  try {
+    probe_qemu("/nonexistent/qemu-system-x86_64", [](const auto&) -> ProgramOutput {
+      ADD_FAILURE() << "must not run anything";
+      return {};
+    });
+    FAIL() << "expected HostError";
+  } catch (const HostError& e) {
+    EXPECT_STREQ(e.what(),
+                 "QEMU binary \"/nonexistent/qemu-system-x86_64\" not found; install the "
+                 "qemu-system-x86 package or set [qemu] binary in the profile");
+  }
+}
+
+TEST(QemuProbeTest, RunsHelpOnceAndRefusesOldQemu) {
+  TempDir dir;
+  fs::path qemu = dir.write("qemu", "", fs::perms::owner_all);
+  std::vector<std::vector<std::string>> runs;
+  auto old_qemu = [&](const std::vector<std::string>& argv) {
+    runs.push_back(argv);
+    return ProgramOutput{0, "QEMU emulator version 6.2.0 (Debian)\n"};
+  };
+  EXPECT_THROW(probe_qemu(qemu.string(), old_qemu), HostError);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0], (std::vector<std::string>{qemu.string(), "-help"}));
+
+  QemuInfo info = probe_qemu(qemu.string(), [](const auto&) { return ProgramOutput{0, kDebianHelp}; });
+  EXPECT_EQ(info.binary, qemu);
+}
+
+constexpr const char* kPlainDescriptor = R"({
+  "interface-types": ["uefi"],
+  "mapping": {"device": "flash",
+              "executable": {"filename": "@/code.fd", "format": "raw"},
+              "nvram-template": {"filename": "@/vars.fd", "format": "raw"}},
+  "targets": [{"architecture": "x86_64", "machines": ["pc-q35-*"]}],
+  "features": ["acpi-s3"]
+})";
+
+std::string descriptor(const std::string& text, const fs::path& dir) {
+  std::string out = text;
+  for (auto at = out.find('@'); at != std::string::npos; at = out.find('@')) {
+    out.replace(at, 1, dir.string());
+  }
+  return out;
+}
+
+TEST(QemuProbeTest, FirmwareDescriptorsPreferPlainUefiInNameOrder) {
+  TempDir dir;
+  dir.write("code.fd", "c");
+  dir.write("vars.fd", "v");
+  dir.write("secure-code.fd", "c");
+  std::string secure = descriptor(kPlainDescriptor, dir.path());
+  secure.replace(secure.find("code.fd"), 7, "secure-code.fd");
+  secure.replace(secure.find("\"acpi-s3\""), 9, "\"acpi-s3\", \"secure-boot\", \"requires-smm\"");
+  dir.write("share/40-secure.json", secure);
+  dir.write("share/50-broken.json", "{ not json");
+  dir.write("share/60-plain.json", descriptor(kPlainDescriptor, dir.path()));
+  auto firmware = find_uefi_firmware({dir / "etc", dir / "share"}, dir / "no-fallback");
+  ASSERT_TRUE(firmware);
+  EXPECT_EQ(firmware->code, dir / "code.fd");
+  EXPECT_EQ(firmware->vars_template, dir / "vars.fd");
+}
+
+TEST(QemuProbeTest, FirmwareDescriptorWhoseFilesAreMissingIsSkipped) {
+  TempDir dir;
+  dir.write("share/60-plain.json", descriptor(kPlainDescriptor, dir.path()));
+  EXPECT_EQ(find_uefi_firmware({dir / "share"}, dir / "root"), std::nullopt);
+  dir.write("root/usr/share/OVMF/OVMF_CODE_4M.fd", "c");
+  dir.write("root/usr/share/OVMF/OVMF_VARS_4M.fd", "v");
+  auto firmware = find_uefi_firmware({dir / "share"}, dir / "root");
+  ASSERT_TRUE(firmware);
+  EXPECT_EQ(firmware->code, dir / "root/usr/share/OVMF/OVMF_CODE_4M.fd");
+}
+
+}  // namespace
+}  // namespace qvm::host
