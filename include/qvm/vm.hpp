@@ -1,0 +1,167 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "qvm/error.hpp"
+#include "qvm/profile.hpp"
+
+namespace qvm {
+
+/// The life stage of a VM, as `qvm ls` and `qvm status` print it.
+enum class VmState { stopped, starting, running, paused, stopping, crashed };
+
+/// "stopped", "starting", "running", "paused", "stopping", "crashed".
+std::string_view to_string(VmState state);
+/// The inverse of to_string; nullopt for anything else.
+std::optional<VmState> parse_vm_state(std::string_view text);
+
+/// Everything qvm knows about one VM; this is also the state.json file, and what
+/// `qvm status --json` prints (see the README for the schema).
+struct VmStatus {
+  std::string name;
+  std::string uuid;
+  VmState state = VmState::stopped;
+  std::string reason;       // for people: "guest shutdown", "killed by signal 9 (SIGKILL)"
+  std::string reason_code;  // for programs: see kReasonCodes in the README
+  std::optional<int> pid;             // QEMU's pid while it runs
+  std::optional<int> supervisor_pid;  // the supervisor's pid while it runs
+  std::string accel;                  // "kvm" or "tcg" once started
+  std::optional<std::chrono::system_clock::time_point> started_at;
+  std::optional<std::chrono::system_clock::time_point> stopped_at;
+  std::optional<int> exit_code;    // QEMU's exit code, when it exited
+  std::optional<int> exit_signal;  // the signal that killed QEMU, when one did
+  bool ready = false;              // the profile's [ready] conditions were met
+  int restarts = 0;                // automatic restarts since `up`
+  std::string last_down_step;      // "acpi", "quit", "sigterm", "sigkill" after `down`
+  std::filesystem::path state_dir;
+  std::filesystem::path runtime_dir;
+  std::uint64_t memory_mib = 0;
+  unsigned cpus = 0;
+
+  /// The documented JSON form.
+  nlohmann::json to_json() const;
+  /// Reads the JSON form; throws qvm::Error naming the first bad field.
+  static VmStatus from_json(const nlohmann::json& json);
+};
+
+/// How to start a VM.
+struct StartOptions {
+  /// Supervise in this thread until the VM stops (`qvm up --foreground`); otherwise a
+  /// detached supervisor process runs the VM and start() returns once it is ready.
+  bool foreground = false;
+  /// Overrides the profile's [ready] timeout.
+  std::optional<std::chrono::seconds> ready_timeout;
+  /// Start progress as JSON objects {"phase": "starting" | "warning" | "qmp-ready" |
+  /// "waiting" | "ready" | "failed", ...}; called on the starting thread.
+  std::function<void(const nlohmann::json&)> on_progress;
+  /// The qvm executable that runs detached supervisors; empty: this program if it is qvm,
+  /// else $QVM_BINARY, else the installed one.
+  std::filesystem::path qvm_binary;
+};
+
+/// What `down` did.
+struct DownResult {
+  std::string step;  // the ladder step that stopped QEMU: acpi, quit, sigterm, sigkill,
+                     // or "already stopped"
+  std::chrono::milliseconds elapsed{0};
+  VmStatus status;   // after the stop
+};
+
+/// The VM is running (or starting) and the operation needs it stopped, or the reverse.
+class VmStateError : public Error {
+ public:
+  using Error::Error;
+};
+
+class Inventory;
+
+/// One defined VM. Cheap to copy; every call reads the current state from disk, so
+/// several processes can manage the same VM. Methods throw qvm::Error on failure.
+class Vm {
+ public:
+  const std::string& name() const { return name_; }
+  /// The current status, corrected if the supervisor and QEMU vanished.
+  VmStatus status() const;
+  /// The stored resolved profile.
+  Profile profile() const;
+
+  /// Starts the stopped VM from its stored profile; returns once it is ready (or, with
+  /// StartOptions::foreground, once it has stopped again).
+  VmStatus start(const StartOptions& options = {}) const;
+  /// Walks the shutdown ladder: ACPI power button (repeated) until `timeout` (default: the
+  /// profile's), then QMP quit, SIGTERM, SIGKILL. `force` skips the ACPI step.
+  DownResult down(std::optional<std::chrono::seconds> timeout = std::nullopt, bool force = false,
+                  const std::function<void(const std::string&)>& progress = {}) const;
+  /// Stops QEMU at once with SIGKILL.
+  VmStatus kill() const;
+  /// Freezes / unfreezes the guest's CPUs (QMP stop / cont).
+  void pause() const;
+  void resume() const;
+  /// Hard reset (QMP system_reset).
+  void reset() const;
+  /// Reboots the guest: through the guest agent when it answers, else a reset. Returns
+  /// how: "agent" or "reset".
+  std::string reboot() const;
+  /// Runs any QMP command on the client monitor and returns its "return" value.
+  nlohmann::json qmp(const std::string& command,
+                     const nlohmann::json& arguments = nlohmann::json::object()) const;
+  /// The journal (events.jsonl), oldest first: every QMP event with its time, and qvm's own
+  /// entries (QVM_START, QVM_READY, QVM_DOWN_STEP, QVM_EXIT, ...).
+  std::vector<nlohmann::json> journal() const;
+  /// Waits until the journal holds an entry named `event` beyond its first `after` entries
+  /// (pass journal().size() taken before acting) and returns it; nullopt after `timeout`.
+  /// Reads the journal the supervisor writes, so it never occupies a QMP monitor.
+  std::optional<nlohmann::json> wait_for_event(std::string_view event, std::size_t after,
+                                               std::chrono::milliseconds timeout) const;
+  /// Files of interest.
+  std::filesystem::path serial_log() const;
+  std::filesystem::path qemu_log() const;
+  std::filesystem::path console_socket() const;
+  std::filesystem::path qmp_socket() const;
+
+ private:
+  friend class Inventory;
+  Vm(std::shared_ptr<const Inventory> inventory, std::string name)
+      : inventory_(std::move(inventory)), name_(std::move(name)) {}
+  std::shared_ptr<const Inventory> inventory_;
+  std::string name_;
+};
+
+/// The VMs under one state root (--state-dir / QVM_STATE_DIR / XDG defaults).
+class Inventory : public std::enable_shared_from_this<Inventory> {
+ public:
+  /// Opens the state root `state_dir` or the default one; nothing is created yet.
+  static std::shared_ptr<Inventory> open(std::optional<std::filesystem::path> state_dir = std::nullopt);
+  ~Inventory();
+
+  const std::filesystem::path& state_root() const;
+  /// Creates or updates a VM from a validated profile (refused while it runs).
+  Vm define(const Profile& profile) const;
+  /// define() + start().
+  Vm up(const Profile& profile, const StartOptions& options = {}) const;
+  /// A defined VM; throws qvm::Error if there is none by that name.
+  Vm get(std::string_view name) const;
+  /// Every defined VM's status, sorted by name.
+  std::vector<VmStatus> list() const;
+  /// Undefines a VM. A running VM is refused unless `force` (then it is killed). With
+  /// `disks`, the disk images qvm created for it are deleted too; returns the files deleted.
+  std::vector<std::filesystem::path> remove(std::string_view name, bool force, bool disks) const;
+
+  struct Impl;
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  explicit Inventory(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace qvm

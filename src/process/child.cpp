@@ -1,0 +1,225 @@
+#include "process/child.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/process/v2/posix/default_launcher.hpp>
+#include <boost/process/v2/process.hpp>
+#include <boost/process/v2/stdio.hpp>
+#include <cerrno>
+#include <cstring>
+
+#include "host/host_info.hpp"
+#include "qvm/error.hpp"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+namespace qvm::process {
+namespace asio = boost::asio;
+namespace bp = boost::process::v2;
+namespace {
+
+// glibc 2.36's <sys/pidfd.h> is not usable from C++ (no extern "C"), so call the kernel.
+int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+int pidfd_send_signal(int pidfd, int signal) {
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0));
+}
+
+// Runs in the forked child before exec: a fresh session and the default signal setup, so
+// QEMU does not inherit the supervisor's blocked or ignored signals.
+struct ChildSetup {
+  bool new_session;
+  const std::vector<std::pair<int, int>>* inherit;
+  boost::system::error_code on_setup(bp::posix::default_launcher& launcher,
+                                     const bp::filesystem::path&, const char* const*) {
+    for (const auto& [target, fd] : *inherit) launcher.fd_whitelist.push_back(target);
+    return {};
+  }
+  boost::system::error_code on_exec_setup(bp::posix::default_launcher&, const bp::filesystem::path&,
+                                          const char* const*) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD}) ::signal(sig, SIG_DFL);
+    for (const auto& [target, fd] : *inherit) {
+      // dup2 onto itself would keep FD_CLOEXEC; clear it instead.
+      int r = fd == target ? ::fcntl(fd, F_SETFD, 0) : ::dup2(fd, target);
+      if (r < 0) return boost::system::error_code(errno, boost::system::system_category());
+    }
+    if (new_session && ::setsid() < 0) {
+      return boost::system::error_code(errno, boost::system::system_category());
+    }
+    return {};
+  }
+};
+
+std::string signal_name(int signal) {
+  const char* abbrev = sigabbrev_np(signal);
+  return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(signal);
+}
+
+ExitStatus from_siginfo(const siginfo_t& info) {
+  ExitStatus status;
+  if (info.si_code == CLD_EXITED) {
+    status.code = info.si_status;
+  } else {
+    status.signaled = true;
+    status.code = info.si_status;
+  }
+  return status;
+}
+
+}  // namespace
+
+std::string ExitStatus::describe() const {
+  if (!known) return "exited (status unknown: it was not started by this supervisor)";
+  if (signaled) return "killed by signal " + std::to_string(code) + " (" + signal_name(code) + ")";
+  return "exited with code " + std::to_string(code);
+}
+
+Process Process::spawn(const SpawnOptions& options) {
+  if (options.argv.empty()) throw Error("cannot start a process with an empty command line");
+  std::string exe = options.argv[0];
+  if (exe.find('/') == std::string::npos) {
+    const char* path = std::getenv("PATH");
+    auto found = host::find_program(exe, path ? path : "/usr/bin:/bin");
+    if (!found) throw Error("cannot start " + exe + ": not found in PATH");
+    exe = found->string();
+  }
+  int log_fd = -1;
+  if (options.log) {
+    log_fd = ::open(options.log->c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (log_fd < 0) {
+      throw Error("cannot open " + options.log->string() + ": " + std::strerror(errno));
+    }
+  }
+  asio::io_context ctx;
+  pid_t pid = -1;
+  try {
+    std::vector<std::string> args(options.argv.begin() + 1, options.argv.end());
+    bp::process child =
+        log_fd >= 0 ? bp::process(ctx, exe, args, bp::process_stdio{nullptr, log_fd, log_fd},
+                                  ChildSetup{options.new_session, &options.inherit})
+                    : bp::process(ctx, exe, args, bp::process_stdio{nullptr, nullptr, nullptr},
+                                  ChildSetup{options.new_session, &options.inherit});
+    pid = child.id();
+    child.detach();
+  } catch (const std::exception& e) {
+    if (log_fd >= 0) ::close(log_fd);
+    throw Error("cannot start " + exe + ": " + e.what());
+  }
+  if (log_fd >= 0) ::close(log_fd);
+  // Our unreaped child cannot vanish or be recycled, so this pidfd is the right process.
+  int pidfd = pidfd_open(pid);
+  if (pidfd < 0) {
+    int err = errno;
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    throw Error("pidfd_open failed (Linux 5.3 or later is required): " +
+                std::string(std::strerror(err)));
+  }
+  return Process(pid, pidfd, true);
+}
+
+std::optional<Process> Process::attach(pid_t pid) {
+  int pidfd = pidfd_open(pid);
+  if (pidfd < 0) return std::nullopt;
+  return Process(pid, pidfd, false);
+}
+
+Process::Process(Process&& other) noexcept
+    : pid_(other.pid_), pidfd_(other.pidfd_), child_(other.child_), status_(other.status_) {
+  other.pidfd_ = -1;
+}
+
+Process& Process::operator=(Process&& other) noexcept {
+  if (this != &other) {
+    if (pidfd_ >= 0) ::close(pidfd_);
+    pid_ = other.pid_;
+    pidfd_ = other.pidfd_;
+    child_ = other.child_;
+    status_ = other.status_;
+    other.pidfd_ = -1;
+  }
+  return *this;
+}
+
+Process::~Process() {
+  if (pidfd_ >= 0) ::close(pidfd_);
+}
+
+bool Process::send_signal(int signal) const {
+  if (status_ || pidfd_ < 0) return false;
+  return pidfd_send_signal(pidfd_, signal) == 0;
+}
+
+std::optional<ExitStatus> Process::poll() {
+  if (status_) return status_;
+  if (child_) {
+    siginfo_t info{};
+    if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_), &info,
+                 WEXITED | WNOHANG) == 0 &&
+        info.si_pid != 0) {
+      status_ = from_siginfo(info);
+    }
+    return status_;
+  }
+  struct pollfd entry {pidfd_, POLLIN, 0};
+  if (::poll(&entry, 1, 0) == 1) {
+    status_ = ExitStatus{};
+    status_->known = false;
+  }
+  return status_;
+}
+
+std::optional<ExitStatus> Process::wait(int timeout_ms) {
+  if (status_) return status_;
+  struct pollfd entry {pidfd_, POLLIN, 0};
+  int r;
+  do {
+    r = ::poll(&entry, 1, timeout_ms);
+  } while (r < 0 && errno == EINTR);
+  if (r <= 0) return std::nullopt;
+  return poll();
+}
+
+struct ExitWatcher::State {
+  asio::posix::stream_descriptor descriptor;
+  Process* process;
+  std::function<void(ExitStatus)> on_exit;
+  State(asio::any_io_executor executor, Process* p, std::function<void(ExitStatus)> f)
+      : descriptor(std::move(executor)), process(p), on_exit(std::move(f)) {}
+};
+
+ExitWatcher::ExitWatcher(asio::any_io_executor executor, Process& process,
+                         std::function<void(ExitStatus)> on_exit)
+    : state_(std::make_shared<State>(std::move(executor), &process, std::move(on_exit))) {
+  // A duplicate, so that the descriptor object can own and close it.
+  int fd = ::fcntl(process.pidfd(), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) throw Error("cannot duplicate a pidfd: " + std::string(std::strerror(errno)));
+  state_->descriptor.assign(fd);
+  std::weak_ptr<State> weak = state_;
+  state_->descriptor.async_wait(asio::posix::stream_descriptor::wait_read,
+                                [weak](boost::system::error_code ec) {
+                                  auto state = weak.lock();
+                                  if (ec || !state) return;
+                                  auto status = state->process->poll();
+                                  state->on_exit(status.value_or(ExitStatus{false, 0, false}));
+                                });
+}
+
+ExitWatcher::~ExitWatcher() {
+  // The handler holds only a weak reference; closing cancels the wait.
+  boost::system::error_code ignored;
+  state_->descriptor.close(ignored);
+}
+
+}  // namespace qvm::process

@@ -1,0 +1,83 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace qvm::process {
+
+/// How a process ended.
+struct ExitStatus {
+  bool signaled = false;  // killed by a signal rather than exiting
+  int code = 0;           // exit code, or the signal number when `signaled`
+  bool known = true;      // false: the process was not our child, so its status is lost
+
+  bool success() const { return known && !signaled && code == 0; }
+  /// "exited with code 1", "killed by signal 9 (SIGKILL)", "exited (status unknown)".
+  std::string describe() const;
+  friend bool operator==(const ExitStatus&, const ExitStatus&) = default;
+};
+
+/// What to start and where its output goes.
+struct SpawnOptions {
+  std::vector<std::string> argv;            // argv[0]: an absolute path or a name in PATH
+  std::optional<std::filesystem::path> log; // stdout and stderr appended here; else /dev/null
+  bool new_session = true;                  // setsid(): the terminal's ^C does not reach it
+  std::vector<std::pair<int, int>> inherit; // {target, fd}: fd becomes `target` in the child
+};
+
+/// A process watched through a pidfd, so signals never reach a recycled pid. Not copyable;
+/// the process is not killed when this object goes away.
+class Process {
+ public:
+  /// Starts argv (no shell). Throws qvm::Error naming the program when it cannot start.
+  static Process spawn(const SpawnOptions& options);
+  /// Takes hold of an existing process (not necessarily our child). nullopt if it is gone.
+  static std::optional<Process> attach(pid_t pid);
+
+  Process(Process&&) noexcept;
+  Process& operator=(Process&&) noexcept;
+  ~Process();
+
+  pid_t pid() const { return pid_; }
+  int pidfd() const { return pidfd_; }
+  bool is_child() const { return child_; }
+
+  /// Sends `signal` through the pidfd; false if the process is already gone.
+  bool send_signal(int signal) const;
+  /// The exit status if it has ended (reaping it when it is our child), else nullopt.
+  std::optional<ExitStatus> poll();
+  /// Blocks until it ends, at most `timeout_ms` (-1: forever). nullopt on timeout.
+  std::optional<ExitStatus> wait(int timeout_ms = -1);
+
+ private:
+  Process(pid_t pid, int pidfd, bool child) : pid_(pid), pidfd_(pidfd), child_(child) {}
+  pid_t pid_ = -1;
+  int pidfd_ = -1;
+  bool child_ = false;
+  std::optional<ExitStatus> status_;
+};
+
+/// Calls `on_exit` on `executor` once the process ends (pidfd readable), with its status.
+/// Cancelled (handler never called) when the watcher is destroyed.
+class ExitWatcher {
+ public:
+  ExitWatcher(boost::asio::any_io_executor executor, Process& process,
+              std::function<void(ExitStatus)> on_exit);
+  ~ExitWatcher();
+  ExitWatcher(const ExitWatcher&) = delete;
+  ExitWatcher& operator=(const ExitWatcher&) = delete;
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace qvm::process

@@ -1,0 +1,56 @@
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace qvm::store {
+
+/// Replaces `path` with `content` so that readers see the old or the new file, never a
+/// mix, even across a crash: temp file in the same folder, fsync, rename, fsync folder.
+/// Throws qvm::Error with the path and the OS reason.
+void write_file_atomically(const std::filesystem::path& path, std::string_view content,
+                           std::filesystem::perms perms = std::filesystem::perms::owner_read |
+                                                          std::filesystem::perms::owner_write);
+
+/// The whole file, or nullopt if it does not exist. Throws qvm::Error on other failures.
+std::optional<std::string> read_file_if_exists(const std::filesystem::path& path);
+
+/// Appends one line (a newline is added) with a single write(2). Throws qvm::Error.
+void append_line(const std::filesystem::path& path, std::string_view line);
+
+/// Creates `dir` and missing parents with mode 0700 and checks that `dir` itself is a real
+/// directory (not a symlink) owned by this user; throws qvm::Error otherwise.
+void make_private_dir(const std::filesystem::path& dir);
+
+/// An exclusive flock(2) on a file, held until destruction. Locks vanish with the process,
+/// so a crash never leaves one behind.
+class FileLock {
+ public:
+  /// Tries to take the lock without waiting; nullopt if another process holds it. `holder`
+  /// is written into the file so that a refused caller can say who holds it.
+  static std::optional<FileLock> try_acquire(const std::filesystem::path& path,
+                                             std::string_view holder);
+  /// True if some process holds the lock on `path` right now.
+  static bool is_held(const std::filesystem::path& path);
+  /// What the current or last holder wrote ("" if nothing).
+  static std::string holder(const std::filesystem::path& path);
+
+  FileLock(FileLock&& other) noexcept;
+  FileLock& operator=(FileLock&& other) noexcept;
+  ~FileLock();
+  /// Releases the lock now.
+  void release();
+
+ private:
+  explicit FileLock(int fd) : fd_(fd) {}
+  int fd_ = -1;
+};
+
+/// RFC 3339 UTC with milliseconds, "2026-11-24T08:45:43.123Z".
+std::string format_time(std::chrono::system_clock::time_point time);
+/// The inverse of format_time; nullopt if malformed.
+std::optional<std::chrono::system_clock::time_point> parse_time(std::string_view text);
+
+}  // namespace qvm::store

@@ -1,0 +1,73 @@
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "command_line/run_paths.hpp"
+#include "qvm/profile.hpp"
+#include "qvm/vm.hpp"
+#include "store/files.hpp"
+
+namespace qvm::store {
+
+/// Another qvm process is already operating on the VM.
+class BusyError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// The VMs under one state root: `<root>/vms/<name>/` (0700) holding profile.toml (the
+/// resolved profile), state.json, events.jsonl, serial.log, qemu.log and the locks.
+/// Safe to use from several processes at once: writes are atomic, mutations are locked.
+class VmStore {
+ public:
+  VmStore(std::filesystem::path state_root, std::filesystem::path runtime_root);
+
+  const std::filesystem::path& root() const { return root_; }
+  /// The files of VM `name` (it need not exist).
+  RunPaths paths(std::string_view name) const;
+  /// Names of every defined VM, sorted.
+  std::vector<std::string> names() const;
+  bool defined(std::string_view name) const;
+
+  /// Creates or updates the VM's folder with the resolved profile. The VM keeps the UUID it
+  /// was first given (the profile's uuid, else one derived from host, root and name).
+  /// Returns the VM's status (stopped/defined for a new VM).
+  VmStatus define(const Profile& profile);
+
+  /// The stored resolved profile. Throws qvm::Error if `name` is not defined.
+  Profile load_profile(std::string_view name) const;
+
+  /// state.json of `name`, nullopt if the VM is not defined. A missing or unreadable state
+  /// file of a defined VM yields a stopped status, never an exception.
+  std::optional<VmStatus> read_status(std::string_view name) const;
+  /// Replaces state.json atomically.
+  void write_status(const VmStatus& status) const;
+
+  /// Takes the VM's operation lock (up, start, rm, snapshot...). Throws BusyError naming
+  /// the holder when another qvm process has it.
+  FileLock lock_operations(std::string_view name, std::string_view what) const;
+  /// The path of the lock the VM's supervisor holds for its whole life.
+  std::filesystem::path supervisor_lock(std::string_view name) const;
+  /// True if a supervisor process is alive for `name`.
+  bool supervisor_alive(std::string_view name) const;
+
+  /// Appends one journal entry to events.jsonl.
+  void append_event(std::string_view name, const nlohmann::json& entry) const;
+
+  /// Deletes the VM's folder and runtime folder. The caller has stopped the VM.
+  void remove(std::string_view name) const;
+
+  /// Throws UsageError unless `name` is a valid VM name.
+  static void check_name(std::string_view name);
+
+ private:
+  std::filesystem::path vm_dir(std::string_view name) const;
+  std::filesystem::path root_;
+  std::filesystem::path runtime_root_;
+};
+
+}  // namespace qvm::store

@@ -1,0 +1,82 @@
+#include <gtest/gtest.h>
+
+#include <regex>
+
+#include "qvm/error.hpp"
+#include "store/layout.hpp"
+
+namespace qvm::store {
+namespace {
+
+Environment user_env() {
+  Environment env;
+  env.uid = 1000;
+  env.home = "/home/ada";
+  return env;
+}
+
+TEST(LayoutTest, StateRootPrecedence) {
+  Environment env = user_env();
+  EXPECT_EQ(state_root(std::nullopt, env), "/home/ada/.local/state/qvm");
+  env.xdg_state_home = "/xdg/state";
+  EXPECT_EQ(state_root(std::nullopt, env), "/xdg/state/qvm");
+  env.qvm_state_dir = "/srv/qvm";
+  EXPECT_EQ(state_root(std::nullopt, env), "/srv/qvm");
+  EXPECT_EQ(state_root(std::filesystem::path("/flag/dir/"), env), "/flag/dir/");
+}
+
+TEST(LayoutTest, RootDefaultsToVarLib) {
+  Environment env;
+  env.uid = 0;
+  env.home = "/root";
+  env.xdg_state_home = "/root/.local/state";
+  EXPECT_EQ(state_root(std::nullopt, env), "/var/lib/qvm");
+}
+
+TEST(LayoutTest, NoHomeAndNoFlagIsAUsageError) {
+  Environment env;
+  env.uid = 1000;
+  EXPECT_THROW(state_root(std::nullopt, env), UsageError);
+}
+
+TEST(LayoutTest, RuntimeRootPrefersAShortXdgRuntimeDir) {
+  Environment env = user_env();
+  EXPECT_EQ(runtime_root(env), "/tmp/qvm-1000");
+  env.xdg_runtime_dir = "/run/user/1000";
+  EXPECT_EQ(runtime_root(env), "/run/user/1000/qvm");
+  env.xdg_runtime_dir = "/" + std::string(80, 'r');
+  EXPECT_EQ(runtime_root(env), "/tmp/qvm-1000");
+}
+
+TEST(LayoutTest, SocketPathsStayShortWhateverTheStateRoot) {
+  const std::filesystem::path long_root = "/" + std::string(199, 's');
+  const std::string long_name(63, 'n');
+  RunPaths paths = run_paths(long_root, "/run/user/4294967294/qvm", long_name);
+  EXPECT_EQ(paths.state_dir, long_root / "vms" / long_name);
+  for (const auto& socket : {paths.supervisor_qmp(), paths.client_qmp(), paths.console_socket(),
+                             paths.agent_socket()}) {
+    EXPECT_LT(socket.string().size(), 108u) << socket;
+  }
+}
+
+TEST(LayoutTest, RuntimeDirsDifferPerStateRootAndName) {
+  auto a = run_paths("/a", "/tmp/qvm-0", "dev").runtime_dir;
+  EXPECT_EQ(a, run_paths("/a", "/tmp/qvm-0", "dev").runtime_dir);
+  EXPECT_NE(a, run_paths("/b", "/tmp/qvm-0", "dev").runtime_dir);
+  EXPECT_NE(a, run_paths("/a", "/tmp/qvm-0", "dev2").runtime_dir);
+  EXPECT_EQ(a.parent_path(), "/tmp/qvm-0");
+  EXPECT_EQ(a.filename().string().size(), 16u);
+}
+
+TEST(LayoutTest, DerivedUuidIsStableWellFormedAndDistinct) {
+  const std::regex v8(R"([0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12})");
+  std::string uuid = derive_uuid("host-1", "/var/lib/qvm", "dev");
+  EXPECT_TRUE(std::regex_match(uuid, v8)) << uuid;
+  EXPECT_EQ(uuid, derive_uuid("host-1", "/var/lib/qvm", "dev"));
+  EXPECT_NE(uuid, derive_uuid("host-2", "/var/lib/qvm", "dev"));
+  EXPECT_NE(uuid, derive_uuid("host-1", "/srv/qvm", "dev"));
+  EXPECT_NE(uuid, derive_uuid("host-1", "/var/lib/qvm", "dew"));
+}
+
+}  // namespace
+}  // namespace qvm::store
