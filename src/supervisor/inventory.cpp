@@ -1,0 +1,216 @@
+#include <signal.h>
+
+#include <fstream>
+#include <thread>
+
+#include "qvm/qmp.hpp"
+#include "qvm/vm.hpp"
+#include "store/layout.hpp"
+#include "store/vm_store.hpp"
+#include "supervisor/control.hpp"
+#include "supervisor/launch.hpp"
+
+namespace qvm {
+namespace fs = std::filesystem;
+
+struct Inventory::Impl {
+  store::VmStore store;
+};
+
+namespace {
+
+bool is_active(VmState state) {
+  return state == VmState::starting || state == VmState::running || state == VmState::paused ||
+         state == VmState::stopping;
+}
+
+// Extra time beyond the profile's ACPI timeout for quit, SIGTERM and SIGKILL.
+constexpr std::chrono::seconds kLadderTail{45};
+
+}  // namespace
+
+Inventory::Inventory(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Inventory::~Inventory() = default;
+
+std::shared_ptr<Inventory> Inventory::open(std::optional<fs::path> state_dir) {
+  const store::Environment env = store::current_environment();
+  auto impl = std::make_unique<Impl>(Impl{store::VmStore(store::state_root(state_dir, env), store::runtime_root(env))});
+  return std::shared_ptr<Inventory>(new Inventory(std::move(impl)));
+}
+
+const fs::path& Inventory::state_root() const { return impl_->store.root(); }
+
+Vm Inventory::define(const Profile& profile) const {
+  store::VmStore::check_name(profile.name);
+  store::FileLock lock = impl_->store.lock_operations(profile.name, "qvm define");
+  if (impl_->store.defined(profile.name)) {
+    VmStatus status = supervisor::reconcile_status(impl_->store, profile.name);
+    if (is_active(status.state)) {
+      Profile stored = impl_->store.load_profile(profile.name);
+      Profile wanted = profile;
+      wanted.uuid = stored.uuid;
+      wanted.source = stored.source;
+      if (!(stored == wanted)) {
+        throw VmStateError("VM \"" + profile.name + "\" is " + std::string(to_string(status.state)) +
+                           " with a different profile; stop it first (qvm down " + profile.name + ")");
+      }
+      return Vm(shared_from_this(), profile.name);
+    }
+  }
+  impl_->store.define(profile);
+  return Vm(shared_from_this(), profile.name);
+}
+
+Vm Inventory::up(const Profile& profile, const StartOptions& options) const {
+  if (impl_->store.defined(profile.name)) {
+    VmStatus status = supervisor::reconcile_status(impl_->store, profile.name);
+    if (is_active(status.state)) {
+      throw VmStateError("VM \"" + profile.name + "\" is already " + std::string(to_string(status.state)) +
+                         (status.pid ? " (QEMU pid " + std::to_string(*status.pid) + ")" : std::string()));
+    }
+  }
+  Vm vm = define(profile);
+  vm.start(options);
+  return vm;
+}
+
+Vm Inventory::get(std::string_view name) const {
+  store::VmStore::check_name(name);
+  if (!impl_->store.defined(name)) {
+    throw Error("no VM named \"" + std::string(name) + "\" (see qvm ls)");
+  }
+  return Vm(shared_from_this(), std::string(name));
+}
+
+std::vector<VmStatus> Inventory::list() const {
+  std::vector<VmStatus> result;
+  for (const auto& name : impl_->store.names()) {
+    result.push_back(supervisor::reconcile_status(impl_->store, name));
+  }
+  return result;
+}
+
+std::vector<fs::path> Inventory::remove(std::string_view name, bool force, bool disks) const {
+  Vm vm = get(name);
+  VmStatus status = vm.status();
+  if (is_active(status.state)) {
+    if (!force) {
+      throw VmStateError("VM \"" + std::string(name) + "\" is " + std::string(to_string(status.state)) +
+                         "; stop it first (qvm down " + std::string(name) + ") or use --force");
+    }
+    vm.kill();
+  }
+  store::FileLock lock = impl_->store.lock_operations(name, "qvm rm");
+  std::vector<fs::path> deleted;
+  if (disks) {
+    const fs::path list_file = impl_->store.paths(name).state_dir / "created-disks.json";
+    if (auto text = store::read_file_if_exists(list_file)) {
+      auto list = nlohmann::json::parse(*text, nullptr, false);
+      for (const auto& entry : list.is_array() ? list : nlohmann::json::array()) {
+        std::error_code ec;
+        fs::path path = entry.get<std::string>();
+        if (fs::remove(path, ec)) deleted.push_back(path);
+      }
+    }
+  }
+  lock.release();
+  impl_->store.remove(name);
+  return deleted;
+}
+
+VmStatus Vm::status() const { return supervisor::reconcile_status(inventory_->impl().store, name_); }
+
+Profile Vm::profile() const { return inventory_->impl().store.load_profile(name_); }
+
+VmStatus Vm::start(const StartOptions& options) const {
+  auto& store = const_cast<store::VmStore&>(inventory_->impl().store);
+  return supervisor::start_vm(store, name_, options);
+}
+
+namespace {
+
+[[noreturn]] void not_running(const std::string& name, const VmStatus& status) {
+  throw VmStateError("VM \"" + name + "\" is " + std::string(to_string(status.state)) +
+                     (status.reason.empty() ? "" : " (" + status.reason + ")"));
+}
+
+}  // namespace
+
+DownResult Vm::down(std::optional<std::chrono::seconds> timeout, bool force,
+                    const std::function<void(const std::string&)>& progress) const {
+  const auto& store = inventory_->impl().store;
+  VmStatus status = this->status();
+  if (!is_active(status.state)) return {"already stopped", std::chrono::milliseconds(0), status};
+  if (!store.supervisor_alive(name_)) {
+    throw Error("VM \"" + name_ + "\" has no supervisor (QEMU pid " +
+                std::to_string(status.pid.value_or(0)) + " is unsupervised)");
+  }
+  const auto acpi = timeout.value_or(profile().shutdown.timeout);
+  nlohmann::json request = {{"op", "down"}, {"timeout", acpi.count()}, {"force", force}};
+  auto reply = supervisor::control_request(store.paths(name_).runtime_dir / "control.sock", request,
+                                           acpi + kLadderTail, progress);
+  if (!reply.value("ok", false)) throw Error(reply.value("error", "down failed"));
+  return {reply.value("step", ""), std::chrono::milliseconds(reply.value("elapsed_ms", 0)), this->status()};
+}
+
+VmStatus Vm::kill() const {
+  const auto& store = inventory_->impl().store;
+  VmStatus status = this->status();
+  if (!is_active(status.state)) return status;
+  if (!store.supervisor_alive(name_)) {
+    // Nobody else can do it: kill the unsupervised QEMU directly, if it really is ours.
+    if (status.pid && supervisor::is_vm_qemu(*status.pid, status.uuid)) ::kill(*status.pid, SIGKILL);
+    return this->status();
+  }
+  auto reply = supervisor::control_request(store.paths(name_).runtime_dir / "control.sock",
+                                           {{"op", "kill"}}, std::chrono::seconds(30));
+  if (!reply.value("ok", false)) throw Error(reply.value("error", "kill failed"));
+  return this->status();
+}
+
+nlohmann::json Vm::qmp(const std::string& command, const nlohmann::json& arguments) const {
+  VmStatus status = this->status();
+  if (!is_active(status.state)) not_running(name_, status);
+  QmpSession session(qmp_socket(), std::chrono::seconds(10));
+  return session.execute(command, arguments, std::chrono::seconds(60));
+}
+
+void Vm::pause() const { qmp("stop"); }
+void Vm::resume() const { qmp("cont"); }
+void Vm::reset() const { qmp("system_reset"); }
+
+std::string Vm::reboot() const {
+  // Without a guest agent there is no way to ask the guest itself; a reset reboots it.
+  qmp("system_reset");
+  return "reset";
+}
+
+std::vector<nlohmann::json> Vm::journal() const {
+  std::vector<nlohmann::json> entries;
+  std::ifstream in(inventory_->impl().store.paths(name_).state_dir / "events.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    auto entry = nlohmann::json::parse(line, nullptr, false);
+    if (!entry.is_discarded()) entries.push_back(std::move(entry));
+  }
+  return entries;
+}
+
+std::optional<nlohmann::json> Vm::wait_for_event(std::string_view event, std::size_t after,
+                                                 std::chrono::milliseconds timeout) const {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto entries = journal();
+    for (std::size_t i = after; i < entries.size(); ++i) {
+      if (entries[i].value("event", "") == event) return entries[i];
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+fs::path Vm::serial_log() const { return inventory_->impl().store.paths(name_).serial_log(); }
+fs::path Vm::qemu_log() const { return inventory_->impl().store.paths(name_).qemu_log(); }
+fs::path Vm::console_socket() const { return inventory_->impl().store.paths(name_).console_socket(); }
+fs::path Vm::qmp_socket() const { return inventory_->impl().store.paths(name_).client_qmp(); }
+
+}  // namespace qvm

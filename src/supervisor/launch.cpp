@@ -1,0 +1,237 @@
+#include "supervisor/launch.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include "process/child.hpp"
+#include "process/run_program.hpp"
+#include "store/files.hpp"
+#include "supervisor/disks.hpp"
+#include "supervisor/supervisor.hpp"
+
+namespace qvm::supervisor {
+namespace fs = std::filesystem;
+
+namespace {
+
+bool is_active(VmState state) {
+  return state == VmState::starting || state == VmState::running || state == VmState::paused ||
+         state == VmState::stopping;
+}
+
+fs::path supervisor_binary(const StartOptions& options) {
+  if (!options.qvm_binary.empty()) return options.qvm_binary;
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec && self.filename() == "qvm") return self;
+  if (const char* env = std::getenv("QVM_BINARY"); env && *env) return env;
+#ifdef QVM_INSTALL_BINARY
+  return QVM_INSTALL_BINARY;
+#else
+  return "qvm";
+#endif
+}
+
+std::string tail_lines(const fs::path& path, std::size_t count) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    lines.push_back(line);
+    if (lines.size() > count) lines.erase(lines.begin());
+  }
+  std::string out;
+  for (const auto& line : lines) out += (out.empty() ? "" : "\n") + line;
+  return out;
+}
+
+void record_created_disks(const store::VmStore& store, const std::string& name,
+                          const std::vector<fs::path>& created) {
+  if (created.empty()) return;
+  const fs::path file = store.paths(name).state_dir / "created-disks.json";
+  nlohmann::json list = nlohmann::json::array();
+  if (auto text = store::read_file_if_exists(file)) {
+    auto old = nlohmann::json::parse(*text, nullptr, false);
+    if (old.is_array()) list = old;
+  }
+  for (const auto& path : created) {
+    if (std::find(list.begin(), list.end(), path.string()) == list.end()) list.push_back(path.string());
+  }
+  store::write_file_atomically(file, list.dump(2) + "\n");
+}
+
+// Reads the supervisor's start report until it says ready or failed.
+VmStatus await_start(store::VmStore& store, const std::string& name, int fd,
+                     const StartOptions& options, std::chrono::seconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  std::string buffer;
+  for (;;) {
+    for (auto newline = buffer.find('\n'); newline != std::string::npos; newline = buffer.find('\n')) {
+      auto message = nlohmann::json::parse(buffer.substr(0, newline), nullptr, false);
+      buffer.erase(0, newline + 1);
+      if (!message.is_object()) continue;
+      if (options.on_progress) options.on_progress(message);
+      const std::string phase = message.value("phase", "");
+      if (phase == "ready") return store.read_status(name).value_or(VmStatus{});
+      if (phase == "failed") throw Error(message.value("error", "the VM failed to start"));
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd entry{fd, POLLIN, 0};
+    if (left.count() <= 0 || ::poll(&entry, 1, static_cast<int>(left.count())) == 0) {
+      throw Error("the supervisor of \"" + name + "\" did not report within " +
+                  std::to_string(limit.count()) + " s; see qvm status " + name);
+    }
+    char chunk[4096];
+    ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      std::string log = tail_lines(store.paths(name).state_dir / "supervisor.log", 5);
+      throw Error("the supervisor of \"" + name + "\" exited during start" +
+                  (log.empty() ? std::string() : ":\n" + log));
+    }
+    buffer.append(chunk, static_cast<std::size_t>(n));
+  }
+}
+
+}  // namespace
+
+bool is_vm_qemu(int pid, const std::string& uuid) {
+  if (pid <= 0 || uuid.empty()) return false;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+  std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return cmdline.find(std::string("-uuid") + '\0' + uuid + '\0') != std::string::npos;
+}
+
+VmStatus reconcile_status(const store::VmStore& store, const std::string& name) {
+  auto status = store.read_status(name);
+  if (!status) throw Error("no VM named \"" + name + "\" (see qvm ls)");
+  if (!is_active(status->state) || store.supervisor_alive(name)) return *status;
+  if (status->pid && is_vm_qemu(*status->pid, status->uuid)) return *status;
+  // Both gone without a word: a host reboot, or kill -9 of the supervisor and then QEMU.
+  status->state = VmState::crashed;
+  status->reason = "the supervisor and QEMU are gone (host reboot or killed together)";
+  status->reason_code = "vanished";
+  status->pid.reset();
+  status->supervisor_pid.reset();
+  status->ready = false;
+  try {
+    store.write_status(*status);
+  } catch (const std::exception&) {
+    // Reporting the truth matters more than recording it.
+  }
+  return *status;
+}
+
+VmStatus start_vm(store::VmStore& store, const std::string& name, const StartOptions& options) {
+  store::FileLock lock = store.lock_operations(name, "qvm up");
+  VmStatus status = reconcile_status(store, name);
+  if (is_active(status.state)) {
+    throw VmStateError("VM \"" + name + "\" is already " + std::string(to_string(status.state)) +
+                       (status.pid ? " (QEMU pid " + std::to_string(*status.pid) + ")" : std::string()));
+  }
+  Profile profile = store.load_profile(name);
+  auto created = create_missing_disks(profile, [](const auto& argv) { return process::run_program(argv); });
+  record_created_disks(store, name, created);
+
+  if (options.foreground) {
+    boost::asio::io_context io;
+    Options supervisor_options;
+    supervisor_options.name = name;
+    supervisor_options.ready_timeout = options.ready_timeout;
+    supervisor_options.notify = [&](const nlohmann::json& message) {
+      if (options.on_progress) options.on_progress(message);
+      const std::string phase = message.value("phase", "");
+      if (phase == "ready" || phase == "failed") lock.release();
+    };
+    Supervisor supervisor(io, store, supervisor_options, real_environment());
+    int code = supervisor.run();
+    VmStatus final_status = store.read_status(name).value_or(VmStatus{});
+    if (code != 0 && final_status.state == VmState::crashed) {
+      throw Error("VM \"" + name + "\" " + final_status.reason);
+    }
+    return final_status;
+  }
+
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw Error(std::string("pipe: ") + std::strerror(errno));
+  std::vector<std::string> argv = {supervisor_binary(options).string(), "--state-dir",
+                                   store.root().string(), "__supervise", name, "--notify-fd", "3"};
+  if (options.ready_timeout) {
+    argv.insert(argv.end(), {"--timeout", std::to_string(options.ready_timeout->count())});
+  }
+  std::optional<process::Process> launcher;
+  try {
+    launcher = process::Process::spawn(
+        {argv, store.paths(name).state_dir / "supervisor.log", true, {{3, pipe_fds[1]}}});
+  } catch (...) {
+    ::close(pipe_fds[0]);
+    ::close(pipe_fds[1]);
+    throw;
+  }
+  ::close(pipe_fds[1]);
+  // The launched process forks the real supervisor and exits at once; reap it here.
+  launcher->wait(10000);
+  try {
+    // The supervisor enforces every start timeout itself; this only guards against a hang.
+    auto ready_limit = options.ready_timeout.value_or(
+        profile.ready ? profile.ready->timeout : std::chrono::seconds(0));
+    VmStatus ready = await_start(store, name, pipe_fds[0], options, ready_limit + std::chrono::seconds(90));
+    ::close(pipe_fds[0]);
+    return ready;
+  } catch (...) {
+    ::close(pipe_fds[0]);
+    throw;
+  }
+}
+
+int run_detached_supervisor(store::VmStore& store, const std::string& name, int notify_fd,
+                            std::optional<std::chrono::seconds> ready_timeout) {
+  pid_t child = ::fork();
+  if (child < 0) return 1;
+  if (child > 0) return 0;
+  // A reader that has gone away (`qvm up` interrupted) must not kill us with SIGPIPE.
+  ::signal(SIGPIPE, SIG_IGN);
+  int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null_fd >= 0) {
+    ::dup2(null_fd, STDIN_FILENO);
+    ::dup2(null_fd, STDOUT_FILENO);
+    ::close(null_fd);
+  }
+  if (notify_fd >= 0) ::fcntl(notify_fd, F_SETFD, FD_CLOEXEC);
+  boost::asio::io_context io;
+  Options options;
+  options.name = name;
+  options.ready_timeout = ready_timeout;
+  options.notify = [&notify_fd](const nlohmann::json& message) {
+    if (notify_fd < 0) return;
+    std::string line = message.dump() + "\n";
+    ssize_t ignored = ::write(notify_fd, line.data(), line.size());
+    (void)ignored;
+    const std::string phase = message.value("phase", "");
+    if (phase == "ready" || phase == "failed") {
+      ::close(notify_fd);
+      notify_fd = -1;
+    }
+  };
+  try {
+    Supervisor supervisor(io, store, options, real_environment());
+    return supervisor.run();
+  } catch (const std::exception& e) {
+    std::string line = nlohmann::json{{"phase", "failed"}, {"error", e.what()}}.dump() + "\n";
+    if (notify_fd >= 0) {
+      ssize_t ignored = ::write(notify_fd, line.data(), line.size());
+      (void)ignored;
+    }
+    std::fprintf(stderr, "qvm supervisor: %s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace qvm::supervisor

@@ -1,0 +1,41 @@
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <regex>
+#include <string>
+
+namespace qvm::supervisor {
+
+/// Watches a growing log file (the serial console log QEMU appends to) from `offset` on, and
+/// calls `on_match` once when `pattern` matches what was appended. Wakes on inotify, with a
+/// slow timer as a safety net. Single-threaded on `io`; destroying it cancels the watch.
+class SerialWatch {
+ public:
+  SerialWatch(boost::asio::io_context& io, std::filesystem::path file, std::uint64_t offset,
+              std::regex pattern, std::function<void(const std::string& matched)> on_match);
+  ~SerialWatch();
+  SerialWatch(const SerialWatch&) = delete;
+  SerialWatch& operator=(const SerialWatch&) = delete;
+
+ private:
+  void arm_inotify();
+  void arm_timer();
+  void check();
+
+  std::filesystem::path file_;
+  std::uint64_t offset_;
+  std::regex pattern_;
+  std::function<void(const std::string&)> on_match_;
+  std::string window_;  // the tail of what was read, where the pattern is searched
+  boost::asio::posix::stream_descriptor inotify_;
+  boost::asio::steady_timer timer_;
+  char events_[4096];
+  bool done_ = false;
+};
+
+}  // namespace qvm::supervisor

@@ -1,0 +1,641 @@
+#include "supervisor/supervisor.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <fstream>
+#include <regex>
+#include <thread>
+#include <vector>
+
+#include "command_line/command_line.hpp"
+#include "process/run_program.hpp"
+#include "qvm/qmp.hpp"
+#include "store/files.hpp"
+#include "supervisor/control.hpp"
+#include "supervisor/exit_reason.hpp"
+#include "supervisor/serial_watch.hpp"
+
+namespace qvm::supervisor {
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::uint64_t size_or_zero(const fs::path& path) {
+  std::error_code ec;
+  auto size = fs::file_size(path, ec);
+  return ec ? 0 : size;
+}
+
+}  // namespace
+
+Environment real_environment() {
+  Environment env;
+  env.probe_host = [](const Profile& profile) {
+    return host::probe_host(profile.qemu.binary, profile.firmware == Firmware::uefi,
+                            [](const auto& argv) { return process::run_program(argv); });
+  };
+  env.spawn = [](const process::SpawnOptions& options) { return process::Process::spawn(options); };
+  env.now = [] { return std::chrono::system_clock::now(); };
+  return env;
+}
+
+struct Supervisor::Impl {
+  enum class Step { none, acpi, quit, sigterm, sigkill };
+
+  Impl(asio::io_context& io, store::VmStore& store, Options options, Environment env)
+      : io(io),
+        store(store),
+        options(std::move(options)),
+        env(std::move(env)),
+        signals(io, SIGTERM, SIGINT, SIGHUP),
+        qmp_timer(io),
+        ready_timer(io),
+        ladder_timer(io),
+        restart_timer(io) {}
+
+  asio::io_context& io;
+  store::VmStore& store;
+  Options options;
+  Environment env;
+
+  Profile profile;
+  RunPaths paths;
+  VmStatus status;
+  std::optional<store::FileLock> lock;
+  std::unique_ptr<ControlServer> control;
+  asio::signal_set signals;
+
+  // The current run of QEMU.
+  std::optional<process::Process> qemu;
+  std::unique_ptr<process::ExitWatcher> exit_watch;
+  std::unique_ptr<QmpClient> qmp;
+  std::unique_ptr<SerialWatch> serial_watch;
+  asio::steady_timer qmp_timer;
+  asio::steady_timer ready_timer;
+  Clock::time_point qmp_deadline;
+  Clock::time_point run_started;
+  std::optional<nlohmann::json> shutdown_event;
+  bool panicked = false;
+  bool start_reported = false;
+  std::optional<std::string> start_error;  // this run failed to start, and why
+
+  // The shutdown ladder.
+  StopIntent intent = StopIntent::none;
+  Step step = Step::none;
+  Clock::time_point ladder_started;
+  Clock::time_point acpi_deadline;
+  asio::steady_timer ladder_timer;
+  int acpi_presses = 0;
+  std::vector<std::shared_ptr<ControlReply>> waiting;
+
+  // Restarts.
+  asio::steady_timer restart_timer;
+  int quick_crashes = 0;
+  int exit_code = 0;
+  bool finished = false;
+
+  // ---- bookkeeping -------------------------------------------------------------------
+
+  void save() { store.write_status(status); }
+
+  void journal(const std::string& event, nlohmann::json data = nlohmann::json::object()) {
+    nlohmann::json entry = {{"time", store::format_time(env.now())}, {"event", event}, {"data", std::move(data)}};
+    try {
+      store.append_event(options.name, entry);
+    } catch (const std::exception&) {
+      // A full disk must not take the VM down with it; state.json still tells the truth.
+    }
+  }
+
+  void notify(nlohmann::json message) {
+    if (start_reported || !options.notify) return;
+    const std::string phase = message.value("phase", "");
+    if (phase == "ready" || phase == "failed") start_reported = true;
+    options.notify(message);
+  }
+
+  void tell_waiters(const std::string& message) {
+    for (auto& reply : waiting) reply->progress(message);
+  }
+
+  // ---- start ---------------------------------------------------------------------------
+
+  void take_lock() {
+    const fs::path path = store.supervisor_lock(options.name);
+    // A supervisor that is exiting may hold it for a moment longer.
+    for (int attempt = 0; attempt < 40; ++attempt) {
+      lock = store::FileLock::try_acquire(path, "supervisor pid " + std::to_string(::getpid()));
+      if (lock) return;
+      std::this_thread::sleep_for(milliseconds(50));
+    }
+    throw Error("VM \"" + options.name + "\" already has a supervisor (" + store::FileLock::holder(path) + ")");
+  }
+
+  void clear_runtime_dir() {
+    store::make_private_dir(paths.runtime_dir.parent_path());
+    store::make_private_dir(paths.runtime_dir);
+    for (const auto& file : {paths.supervisor_qmp(), paths.client_qmp(), paths.console_socket(),
+                             paths.agent_socket(), paths.qemu_pidfile()}) {
+      std::error_code ec;
+      fs::remove(file, ec);
+    }
+  }
+
+  void launch() {
+    status.state = VmState::starting;
+    status.reason = "starting";
+    status.reason_code = "starting";
+    status.supervisor_pid = ::getpid();
+    status.pid.reset();
+    status.exit_code.reset();
+    status.exit_signal.reset();
+    status.ready = false;
+    status.started_at = env.now();
+    status.stopped_at.reset();
+    status.memory_mib = profile.memory_mib;
+    status.cpus = profile.cpus;
+    status.runtime_dir = paths.runtime_dir;
+    status.state_dir = paths.state_dir;
+    shutdown_event.reset();
+    panicked = false;
+    start_error.reset();
+    intent = StopIntent::none;
+    step = Step::none;
+    notify({{"phase", "starting"}});
+
+    CommandLine command;
+    try {
+      host::HostInfo host = env.probe_host(profile);
+      command = build_command_line(profile, host, paths, status.uuid);
+      clear_runtime_dir();
+      if (profile.firmware == Firmware::uefi && !fs::exists(paths.uefi_vars())) {
+        fs::copy_file(host.uefi->vars_template, paths.uefi_vars());
+        fs::permissions(paths.uefi_vars(), fs::perms::owner_read | fs::perms::owner_write);
+      }
+    } catch (const std::exception& e) {
+      return start_failed(e.what());
+    }
+    for (const auto& warning : command.warnings) {
+      notify({{"phase", "warning"}, {"message", warning}});
+      journal("QVM_WARNING", {{"message", warning}});
+    }
+    const std::uint64_t serial_offset = size_or_zero(paths.serial_log());
+    const std::uint64_t log_offset = size_or_zero(paths.qemu_log());
+    try {
+      qemu = env.spawn({command.argv, paths.qemu_log(), true, {}});
+    } catch (const std::exception& e) {
+      return start_failed(e.what());
+    }
+    qemu_log_offset = log_offset;
+    run_started = Clock::now();
+    status.pid = qemu->pid();
+    status.accel = command.accel == Accel::kvm ? "kvm" : "tcg";
+    save();
+    journal("QVM_START", {{"pid", qemu->pid()}, {"argv", command.argv}});
+    exit_watch = std::make_unique<process::ExitWatcher>(
+        io.get_executor(), *qemu, [this](process::ExitStatus exit) { on_qemu_exit(exit); });
+    qmp_deadline = Clock::now() + options.timings.qmp_connect;
+    connect_qmp(serial_offset);
+  }
+
+  std::uint64_t qemu_log_offset = 0;
+
+  void connect_qmp(std::uint64_t serial_offset) {
+    if (!qemu) return;
+    if (Clock::now() > qmp_deadline) {
+      start_failed("QEMU did not open its QMP socket within " +
+                   std::to_string(options.timings.qmp_connect.count() / 1000) + " s");
+      return stop_ladder_now();
+    }
+    std::error_code ec;
+    if (!fs::exists(paths.supervisor_qmp(), ec)) {
+      // QEMU creates its sockets within milliseconds; poll rather than miss the moment.
+      qmp_timer.expires_after(milliseconds(5));
+      qmp_timer.async_wait([this, serial_offset](boost::system::error_code wait_ec) {
+        if (!wait_ec) connect_qmp(serial_offset);
+      });
+      return;
+    }
+    qmp = std::make_unique<QmpClient>(io.get_executor());
+    qmp->subscribe([this](const QmpEvent& event) { on_event(event); });
+    qmp->async_connect(paths.supervisor_qmp(), qmp_deadline - Clock::now(),
+                       [this, serial_offset](std::exception_ptr error, const QmpGreeting&) {
+                         if (error) {
+                           if (!qemu) return;
+                           qmp_timer.expires_after(milliseconds(10));
+                           qmp_timer.async_wait([this, serial_offset](boost::system::error_code wait_ec) {
+                             if (!wait_ec) connect_qmp(serial_offset);
+                           });
+                           return;
+                         }
+                         qmp->on_disconnect([this](const std::string& reason) {
+                           journal("QVM_QMP_CLOSED", {{"reason", reason}});
+                         });
+                         resume_guest(serial_offset);
+                       });
+  }
+
+  void resume_guest(std::uint64_t serial_offset) {
+    qmp->async_execute("cont", nullptr, std::chrono::seconds(30),
+                       [this, serial_offset](std::exception_ptr error, nlohmann::json) {
+                         if (error) {
+                           if (!qemu) return;
+                           try {
+                             std::rethrow_exception(error);
+                           } catch (const std::exception& e) {
+                             start_failed(std::string("cannot start the guest CPUs: ") + e.what());
+                           }
+                           return stop_ladder_now();
+                         }
+                         if (status.state == VmState::starting) {
+                           status.state = VmState::running;
+                           status.reason = "started";
+                           status.reason_code = "started";
+                         }
+                         save();
+                         notify({{"phase", "qmp-ready"}, {"pid", status.pid.value_or(0)}});
+                         wait_until_ready(serial_offset);
+                       });
+  }
+
+  void wait_until_ready(std::uint64_t serial_offset) {
+    const std::optional<Ready>& ready = profile.ready;
+    if (!ready || (!ready->serial && !ready->agent)) return became_ready("QMP ready");
+    if (ready->agent) {
+      start_failed("[ready] agent = true needs the guest agent client, which this qvm does not have");
+      return;
+    }
+    const auto timeout = options.ready_timeout.value_or(ready->timeout);
+    notify({{"phase", "waiting"},
+            {"what", "the serial console to match /" + *ready->serial + "/"},
+            {"timeout", timeout.count()}});
+    serial_watch = std::make_unique<SerialWatch>(
+        io, paths.serial_log(), serial_offset, std::regex(*ready->serial, std::regex::ECMAScript),
+        [this](const std::string& matched) { became_ready("serial console matched \"" + matched + "\""); });
+    ready_timer.expires_after(timeout);
+    ready_timer.async_wait([this, timeout](boost::system::error_code ec) {
+      if (ec || status.ready || !qemu) return;
+      serial_watch.reset();
+      notify({{"phase", "failed"},
+              {"error", "the VM is running but not ready after " + std::to_string(timeout.count()) +
+                            " s: the serial console never matched /" + *profile.ready->serial +
+                            "/ (see qvm logs " + options.name + ")"}});
+      journal("QVM_NOT_READY", {{"timeout", timeout.count()}});
+    });
+  }
+
+  void became_ready(const std::string& how) {
+    ready_timer.cancel();
+    status.ready = true;
+    save();
+    journal("QVM_READY", {{"how", how}});
+    notify({{"phase", "ready"}, {"how", how}, {"pid", status.pid.value_or(0)}});
+  }
+
+  void start_failed(const std::string& error) {
+    journal("QVM_START_FAILED", {{"error", error}});
+    start_error = error;
+    if (!qemu) {
+      status.state = VmState::stopped;
+      status.reason = "start failed: " + error;
+      status.reason_code = "start-failed";
+      status.pid.reset();
+      status.stopped_at = env.now();
+      save();
+      exit_code = 1;
+      notify({{"phase", "failed"}, {"error", error}});
+      finish();
+      return;
+    }
+    notify({{"phase", "failed"}, {"error", error}});
+  }
+
+  // ---- events ----------------------------------------------------------------------
+
+  void on_event(const QmpEvent& event) {
+    nlohmann::json entry = {{"time", store::format_time(env.now())},
+                            {"event", event.name},
+                            {"data", event.data},
+                            {"qemu_time", {{"seconds", event.seconds}, {"microseconds", event.microseconds}}}};
+    try {
+      store.append_event(options.name, entry);
+    } catch (const std::exception&) {
+    }
+    if (event.name == "STOP") {
+      if (status.state == VmState::running) {
+        status.state = VmState::paused;
+        status.reason = "paused";
+        status.reason_code = "paused";
+        save();
+      }
+    } else if (event.name == "RESUME") {
+      if (status.state == VmState::paused) {
+        status.state = VmState::running;
+        status.reason = "resumed";
+        status.reason_code = "resumed";
+        save();
+      }
+    } else if (event.name == "SHUTDOWN") {
+      shutdown_event = event.data;
+    } else if (event.name == "GUEST_PANICKED") {
+      panicked = true;
+    }
+  }
+
+  // ---- exit ------------------------------------------------------------------------
+
+  void on_qemu_exit(process::ExitStatus exit) {
+    // Tear down this run's watchers on a fresh stack: we are inside one of their handlers.
+    asio::post(io, [this, exit] { handle_exit(exit); });
+  }
+
+  void handle_exit(process::ExitStatus exit) {
+    qmp_timer.cancel();
+    ready_timer.cancel();
+    ladder_timer.cancel();
+    serial_watch.reset();
+    if (qmp) qmp->close();
+    qmp.reset();
+    exit_watch.reset();
+    qemu.reset();
+
+    ExitReason why = classify_exit(intent, shutdown_event, panicked, exit);
+    if (start_error) {
+      why = {VmState::crashed, "start failed: " + *start_error, "start-failed"};
+    } else if (!status.ready && !start_reported && why.reason_code != "host-request" &&
+               why.reason_code != "host-kill") {
+      std::string log = tail_since(paths.qemu_log(), qemu_log_offset, 8);
+      std::string message = "QEMU " + exit.describe() + " during start";
+      if (!log.empty()) message += ":\n" + log;
+      notify({{"phase", "failed"}, {"error", message}});
+      why = {VmState::crashed, "start failed: QEMU " + exit.describe(), "start-failed"};
+    }
+    status.state = why.state;
+    status.reason = why.reason;
+    status.reason_code = why.reason_code;
+    status.pid.reset();
+    status.stopped_at = env.now();
+    status.exit_code = exit.known && !exit.signaled ? std::optional<int>(exit.code) : std::nullopt;
+    status.exit_signal = exit.known && exit.signaled ? std::optional<int>(exit.code) : std::nullopt;
+    if (intent == StopIntent::down) status.last_down_step = step_name(step);
+    if (intent == StopIntent::kill) status.last_down_step = "sigkill";
+    status.ready = false;
+    save();
+    nlohmann::json data = {{"state", std::string(to_string(status.state))},
+                           {"reason", status.reason},
+                           {"reason_code", status.reason_code},
+                           {"status", exit.describe()}};
+    if (intent == StopIntent::down) data["step"] = step_name(step);
+    journal("QVM_EXIT", data);
+    // Anyone still waiting for `up` learns it is over.
+    notify({{"phase", "failed"}, {"error", "the VM stopped: " + status.reason}});
+
+    const auto elapsed = std::chrono::duration_cast<milliseconds>(Clock::now() - ladder_started);
+    for (auto& reply : waiting) {
+      nlohmann::json result = {{"ok", true}, {"state", std::string(to_string(status.state))}, {"reason", status.reason}};
+      if (intent == StopIntent::down) {
+        result["step"] = step_name(step);
+        result["elapsed_ms"] = elapsed.count();
+      }
+      reply->finish(result);
+    }
+    waiting.clear();
+
+    if (should_restart(why)) return schedule_restart();
+    exit_code = status.state == VmState::crashed ? 1 : 0;
+    finish();
+  }
+
+  static std::string tail_since(const fs::path& path, std::uint64_t offset, std::size_t lines) {
+    std::ifstream in(path, std::ios::binary);
+    in.seekg(static_cast<std::streamoff>(offset));
+    std::vector<std::string> kept;
+    for (std::string line; std::getline(in, line);) {
+      if (line.empty()) continue;
+      kept.push_back(line);
+      if (kept.size() > lines) kept.erase(kept.begin());
+    }
+    std::string out;
+    for (const auto& line : kept) out += (out.empty() ? "" : "\n") + line;
+    return out;
+  }
+
+  bool should_restart(const ExitReason& why) const {
+    if (intent != StopIntent::none || why.reason_code == "start-failed") return false;
+    switch (profile.shutdown.restart) {
+      case RestartPolicy::no: return false;
+      case RestartPolicy::on_failure: return why.state == VmState::crashed;
+      case RestartPolicy::always: return true;
+    }
+    return false;
+  }
+
+  void schedule_restart() {
+    const bool quick = Clock::now() - run_started < options.timings.stable_uptime;
+    quick_crashes = quick ? quick_crashes + 1 : 0;
+    if (quick_crashes > options.timings.restart_limit) {
+      status.reason += " (restart limit reached: " + std::to_string(options.timings.restart_limit) +
+                       " quick restarts in a row)";
+      save();
+      journal("QVM_RESTART_LIMIT", {{"restarts", status.restarts}});
+      exit_code = 1;
+      return finish();
+    }
+    const auto delay = options.timings.restart_backoff * (1 << std::min(quick_crashes, 6));
+    journal("QVM_RESTART", {{"in_ms", delay.count()}, {"restarts", status.restarts + 1}});
+    restart_timer.expires_after(quick ? delay : milliseconds(0));
+    restart_timer.async_wait([this](boost::system::error_code ec) {
+      if (ec || finished) return;
+      ++status.restarts;
+      launch();
+    });
+  }
+
+  void finish() {
+    if (finished) return;
+    finished = true;
+    for (auto& reply : waiting) reply->finish({{"ok", true}, {"state", std::string(to_string(status.state))}});
+    waiting.clear();
+    if (control) control->close();
+    boost::system::error_code ignored;
+    signals.cancel(ignored);
+    qmp_timer.cancel();
+    ready_timer.cancel();
+    ladder_timer.cancel();
+    restart_timer.cancel();
+    // QEMU removes its sockets when it exits cleanly, not when it is killed.
+    for (const auto& file : {paths.supervisor_qmp(), paths.client_qmp(), paths.console_socket(),
+                             paths.agent_socket(), paths.qemu_pidfile()}) {
+      std::error_code ec;
+      fs::remove(file, ec);
+    }
+    notify({{"phase", "failed"}, {"error", "the VM stopped: " + status.reason}});
+    io.stop();
+  }
+
+  // ---- the shutdown ladder ---------------------------------------------------------
+
+  static std::string step_name(Step s) {
+    switch (s) {
+      case Step::none: return "";
+      case Step::acpi: return "acpi";
+      case Step::quit: return "quit";
+      case Step::sigterm: return "sigterm";
+      case Step::sigkill: return "sigkill";
+    }
+    return "";
+  }
+
+  void on_control(const nlohmann::json& request, std::shared_ptr<ControlReply> reply) {
+    const std::string op = request.value("op", "");
+    if (op == "ping") {
+      return reply->finish({{"ok", true}, {"supervisor_pid", ::getpid()}, {"pid", status.pid ? nlohmann::json(*status.pid) : nlohmann::json(nullptr)}});
+    }
+    if (op != "down" && op != "kill") {
+      return reply->finish({{"ok", false}, {"error", "unknown control operation \"" + op + "\""}});
+    }
+    if (!qemu) {
+      return reply->finish({{"ok", true}, {"state", std::string(to_string(status.state))}, {"step", "already stopped"}});
+    }
+    waiting.push_back(reply);
+    if (op == "kill") return kill_now();
+    const int timeout = request.value("timeout", static_cast<int>(profile.shutdown.timeout.count()));
+    begin_down(request.value("force", false), std::chrono::seconds(std::max(0, timeout)));
+  }
+
+  void kill_now() {
+    intent = StopIntent::kill;
+    ladder_timer.cancel();
+    if (status.state != VmState::stopping) {
+      status.state = VmState::stopping;
+      status.reason = "killing";
+      status.reason_code = "stopping";
+      save();
+    }
+    journal("QVM_KILL");
+    if (qemu) qemu->send_signal(SIGKILL);
+  }
+
+  void begin_down(bool force, std::chrono::seconds timeout) {
+    restart_timer.cancel();
+    if (intent == StopIntent::kill) return;
+    if (intent == StopIntent::down) {
+      // Already on the ladder; --force skips what is left of the ACPI step.
+      if (force && step == Step::acpi) go_to(Step::quit);
+      return;
+    }
+    intent = StopIntent::down;
+    ladder_started = Clock::now();
+    status.state = VmState::stopping;
+    status.reason = "shutting down";
+    status.reason_code = "stopping";
+    save();
+    journal("QVM_DOWN", {{"timeout", timeout.count()}, {"force", force}});
+    if (force || !qmp || !qmp->connected()) return go_to(Step::quit);
+    acpi_deadline = Clock::now() + timeout;
+    go_to(Step::acpi);
+  }
+
+  void go_to(Step next) {
+    step = next;
+    ladder_timer.cancel();
+    journal("QVM_DOWN_STEP", {{"step", step_name(step)}});
+    switch (step) {
+      case Step::acpi:
+        // A paused guest cannot see the power button: let it run so it can shut down.
+        if (qmp && qmp->connected()) qmp->async_execute("cont", nullptr, std::chrono::seconds(5), [](auto, auto) {});
+        return press_power_button();
+      case Step::quit:
+        tell_waiters("asking QEMU to quit");
+        if (qmp && qmp->connected()) {
+          qmp->async_execute("quit", nullptr, std::chrono::seconds(5), [](auto, auto) {});
+        }
+        return after(options.timings.quit_wait, Step::sigterm);
+      case Step::sigterm:
+        tell_waiters("sending SIGTERM to QEMU");
+        if (qemu) qemu->send_signal(SIGTERM);
+        return after(options.timings.term_wait, Step::sigkill);
+      case Step::sigkill:
+        tell_waiters("sending SIGKILL to QEMU");
+        if (qemu) qemu->send_signal(SIGKILL);
+        return;
+      case Step::none: return;
+    }
+  }
+
+  void press_power_button() {
+    if (step != Step::acpi) return;
+    if (Clock::now() >= acpi_deadline) return go_to(Step::quit);
+    ++acpi_presses;
+    tell_waiters("pressed the ACPI power button" + (acpi_presses > 1 ? " (" + std::to_string(acpi_presses) + ")" : std::string()));
+    if (qmp && qmp->connected()) {
+      qmp->async_execute("system_powerdown", nullptr, std::chrono::seconds(5), [](auto, auto) {});
+    }
+    auto next = std::min(Clock::now() + options.timings.acpi_repeat, acpi_deadline);
+    ladder_timer.expires_at(next);
+    ladder_timer.async_wait([this](boost::system::error_code ec) {
+      if (!ec) press_power_button();
+    });
+  }
+
+  void after(milliseconds wait, Step next) {
+    ladder_timer.expires_after(wait);
+    ladder_timer.async_wait([this, next](boost::system::error_code ec) {
+      if (!ec && qemu) go_to(next);
+    });
+  }
+
+  // The end of a failed start: nothing may keep running.
+  void stop_ladder_now() {
+    if (!qemu) return;
+    intent = StopIntent::kill;
+    qemu->send_signal(SIGKILL);
+  }
+
+  void watch_signals() {
+    signals.async_wait([this](boost::system::error_code ec, int signal) {
+      if (ec) return;
+      journal("QVM_SUPERVISOR_SIGNAL", {{"signal", signal}});
+      // SIGHUP: the terminal went away, which a detached supervisor does not care about.
+      if (signal != SIGHUP && qemu) begin_down(false, profile.shutdown.timeout);
+      watch_signals();
+    });
+  }
+
+  int run() {
+    take_lock();
+    profile = store.load_profile(options.name);
+    paths = store.paths(options.name);
+    status = store.read_status(options.name).value_or(VmStatus{});
+    status.name = options.name;
+    if (status.uuid.empty()) status.uuid = profile.uuid.value_or("");
+    store::make_private_dir(paths.runtime_dir.parent_path());
+    store::make_private_dir(paths.runtime_dir);
+    control = std::make_unique<ControlServer>(
+        io, paths.runtime_dir / "control.sock",
+        [this](const nlohmann::json& request, std::shared_ptr<ControlReply> reply) { on_control(request, reply); });
+    watch_signals();
+    launch();
+    if (!finished) io.run();
+    exit_watch.reset();
+    qmp.reset();
+    serial_watch.reset();
+    control.reset();
+    return exit_code;
+  }
+};
+
+Supervisor::Supervisor(asio::io_context& io, store::VmStore& store, Options options, Environment environment)
+    : impl_(std::make_unique<Impl>(io, store, std::move(options), std::move(environment))) {}
+
+Supervisor::~Supervisor() = default;
+
+int Supervisor::run() { return impl_->run(); }
+
+}  // namespace qvm::supervisor

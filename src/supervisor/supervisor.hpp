@@ -1,0 +1,70 @@
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "host/host_info.hpp"
+#include "process/child.hpp"
+#include "qvm/profile.hpp"
+#include "store/vm_store.hpp"
+
+namespace qvm::supervisor {
+
+/// What the supervisor needs from the world outside; tests pass fakes.
+struct Environment {
+  std::function<host::HostInfo(const Profile&)> probe_host;
+  std::function<process::Process(const process::SpawnOptions&)> spawn;
+  std::function<std::chrono::system_clock::time_point()> now;
+};
+
+/// Real host probing, real process spawning, the system clock.
+Environment real_environment();
+
+/// Timings of the supervisor's waits; tests shorten them.
+struct Timings {
+  std::chrono::milliseconds qmp_connect{30000};   // QEMU start -> QMP ready
+  std::chrono::milliseconds acpi_repeat{5000};    // re-press the power button this often
+  std::chrono::milliseconds quit_wait{5000};      // after QMP quit, before SIGTERM
+  std::chrono::milliseconds term_wait{5000};      // after SIGTERM, before SIGKILL
+  std::chrono::milliseconds restart_backoff{1000};  // doubled after every quick crash
+  std::chrono::seconds stable_uptime{60};         // a run this long resets the backoff
+  int restart_limit = 5;                          // quick crashes in a row before giving up
+};
+
+struct Options {
+  std::string name;
+  /// Start progress for whoever launched the VM, as JSON objects {"phase": ...}: starting,
+  /// warning, qmp-ready, waiting, ready (last), failed (last, with "error").
+  std::function<void(const nlohmann::json&)> notify;
+  /// Overrides the profile's [ready] timeout (`qvm up --timeout`).
+  std::optional<std::chrono::seconds> ready_timeout;
+  Timings timings;
+};
+
+/// One VM's life: spawns QEMU, watches it through a pidfd, holds a private QMP monitor,
+/// journals every event, keeps state.json true, serves the control socket (down, kill),
+/// walks the shutdown ladder and applies the restart policy. Runs on one thread.
+class Supervisor {
+ public:
+  Supervisor(boost::asio::io_context& io, store::VmStore& store, Options options,
+             Environment environment);
+  ~Supervisor();
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  /// Runs until QEMU has stopped for good. Returns 0 when the VM stopped as asked or by
+  /// the guest's own choice, 1 when it crashed or failed to start. Throws qvm::Error when
+  /// it cannot begin (another supervisor owns the VM, the VM is not defined).
+  int run();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace qvm::supervisor
