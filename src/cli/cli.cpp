@@ -1,0 +1,79 @@
+#include "cli/cli.hpp"
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <iostream>
+#include <unistd.h>
+
+#include "cli/context.hpp"
+#include "qvm/error.hpp"
+#include "qvm/profile.hpp"
+
+namespace qvm::cli {
+
+void Context::warn(const std::string& message) const { err << "qvm: warning: " << message << "\n"; }
+
+std::shared_ptr<Inventory> Context::inventory() {
+  if (!inventory_) inventory_ = Inventory::open(state_dir);
+  return inventory_;
+}
+
+int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  Context ctx(out, err);
+  ctx.interactive = &err == &std::cerr && ::isatty(STDERR_FILENO);
+  CLI::App app{"qvm launches and manages QEMU virtual machines from TOML profiles, without libvirt.",
+               "qvm"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("qvm ") + QVM_VERSION);
+  app.add_option("--state-dir", ctx.state_dir,
+                 "where VM state lives (default: $QVM_STATE_DIR, $XDG_STATE_HOME/qvm, or "
+                 "/var/lib/qvm as root)");
+  add_validate_command(app, ctx);
+  add_up_command(app, ctx);
+  add_lifecycle_commands(app, ctx);
+  add_inspection_commands(app, ctx);
+  add_console_command(app, ctx);
+  add_supervise_command(app, ctx);
+
+  try {
+    std::vector<std::string> reversed(args.rbegin(), args.rend());
+    app.parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    out << app.help();
+    return kSuccess;
+  } catch (const CLI::CallForAllHelp&) {
+    out << app.help("", CLI::AppFormatMode::All);
+    return kSuccess;
+  } catch (const CLI::CallForVersion&) {
+    out << "qvm " << QVM_VERSION << "\n";
+    return kSuccess;
+  } catch (const CLI::ParseError& e) {
+    std::string message = e.what();
+    if (message.empty()) message = "invalid command line";
+    err << "qvm: error: " << message << " (see qvm --help)\n";
+    return kUsage;
+  }
+  if (!ctx.action) {
+    err << "qvm: error: no command given (see qvm --help)\n";
+    return kUsage;
+  }
+  try {
+    return ctx.action();
+  } catch (const ProfileError& e) {
+    err << "qvm: error: " << e.what() << "\n";
+    return kUsage;
+  } catch (const UsageError& e) {
+    err << "qvm: error: " << e.what() << "\n";
+    return kUsage;
+  } catch (const std::exception& e) {
+    err << "qvm: error: " << e.what() << "\n";
+    return kFailure;
+  }
+}
+
+int run(int argc, char** argv) {
+  std::vector<std::string> args(argv + std::min(argc, 1), argv + argc);
+  return run(args, std::cout, std::cerr);
+}
+
+}  // namespace qvm::cli
