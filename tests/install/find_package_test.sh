@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the build tree into a scratch prefix and builds the README's embedding example
+# against it with find_package(qvm): the package config, exported targets and headers work.
+set -euo pipefail
+build=$1
+source_dir=$2
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+cmake --install "$build" --prefix "$scratch/prefix" >/dev/null
+test -x "$scratch/prefix/bin/qvm"
+test -f "$scratch/prefix/include/qvm/vm.hpp"
+cmake -S "$source_dir/tests/install" -B "$scratch/consumer" -G Ninja \
+  -DCMAKE_PREFIX_PATH="$scratch/prefix" -DQVM_EXAMPLE="$source_dir/examples/embed.cpp" >/dev/null
+cmake --build "$scratch/consumer" >/dev/null
+"$scratch/consumer/embed" 2>&1 | grep -q "usage: embed STATE_DIR PROFILE"
+echo "find_package(qvm) consumer built and ran"
