@@ -273,7 +273,7 @@ TEST_F(SupervisorTest, QemuThatDiesDuringStartFailsTheStartWithItsLog) {
   define();
   fake_qemu_ = kFailsAtOnce;
   server_.reset();
-  server_ = std::make_unique<FakeQmpServer>(FakeQmpServer::Options{std::nullopt, {}, true, false});
+  server_ = std::make_unique<FakeQmpServer>(FakeQmpServer::Options().without_greeting());
   start();
   EXPECT_EQ(finish(), 1);
   std::lock_guard guard(mutex_);
