@@ -76,6 +76,19 @@ struct DownResult {
   VmStatus status;   // after the stop
 };
 
+/// One snapshot of a VM's disks.
+struct SnapshotInfo {
+  std::string name;
+  std::string description;
+  std::string created_at;             // RFC 3339 UTC
+  std::optional<std::string> parent;  // the snapshot the VM was on when this one was taken
+  std::string vm_state;               // running, paused or stopped when it was taken
+  bool current = false;               // the VM's disks sit directly on this snapshot
+  std::vector<std::filesystem::path> images;  // the frozen image of each disk
+
+  nlohmann::json to_json() const;
+};
+
 /// The VM is running (or starting) and the operation needs it stopped, or the reverse.
 class VmStateError : public Error {
  public:
@@ -122,6 +135,19 @@ class Vm {
   /// Reads the journal the supervisor writes, so it never occupies a QMP monitor.
   std::optional<nlohmann::json> wait_for_event(std::string_view event, std::size_t after,
                                                std::chrono::milliseconds timeout) const;
+  /// Snapshots of the VM's writable qcow2 disks, oldest first.
+  std::vector<SnapshotInfo> snapshots() const;
+  /// Captures every writable disk at one instant: live (one QMP transaction) when the VM
+  /// runs, with qemu-img when it is stopped. Refuses raw disks and duplicate names.
+  SnapshotInfo snapshot_create(const std::string& name, const std::string& description = "") const;
+  /// Returns the disks to the snapshot's state; a running VM is stopped and started again
+  /// on fresh overlays over the snapshot's frozen images, which are never written.
+  void snapshot_revert(const std::string& name, const StartOptions& restart = {}) const;
+  /// Merges the snapshot away (live block-stream or qemu-img rebase) without changing what
+  /// the guest or any other snapshot sees, and deletes the images nothing needs any more.
+  void snapshot_remove(const std::string& name,
+                       const std::function<void(const std::string&)>& progress = {}) const;
+
   /// Files of interest.
   std::filesystem::path serial_log() const;
   std::filesystem::path qemu_log() const;

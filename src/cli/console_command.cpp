@@ -68,9 +68,11 @@ int connect_console(const std::filesystem::path& path) {
 }
 
 // Relays between the terminal (or pipes) and the console socket. With a terminal, Ctrl-]
-// detaches; with piped input, the relay ends `drain_ms` after the input ends.
+// detaches. With piped input, the relay ends once the input has ended and the guest has
+// answered and then been quiet for half a second (or said nothing for five seconds).
 int relay(Context& ctx, int socket_fd, bool tty) {
   bool input_open = true;
+  bool answered = false;
   int quiet_polls = 0;
   char buffer[4096];
   for (;;) {
@@ -81,8 +83,8 @@ int relay(Context& ctx, int socket_fd, bool tty) {
       return kFailure;
     }
     if (r == 0) {
-      // Input is over: leave once the guest has been quiet for half a second.
-      if (++quiet_polls >= 5) return kSuccess;
+      ++quiet_polls;
+      if ((answered && quiet_polls >= 5) || quiet_polls >= 50) return kSuccess;
       continue;
     }
     if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
@@ -93,6 +95,7 @@ int relay(Context& ctx, int socket_fd, bool tty) {
         return kSuccess;
       }
       quiet_polls = 0;
+      if (!input_open) answered = true;
       ctx.out.write(buffer, n);
       ctx.out.flush();
     }

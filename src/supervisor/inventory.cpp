@@ -8,6 +8,9 @@
 #include "store/layout.hpp"
 #include "store/vm_store.hpp"
 #include "supervisor/control.hpp"
+#include "process/run_program.hpp"
+#include "snapshot/snapshot.hpp"
+#include "store/snapshot_meta.hpp"
 #include "supervisor/launch.hpp"
 
 namespace qvm {
@@ -55,6 +58,24 @@ Vm Inventory::define(const Profile& profile) const {
                            " with a different profile; stop it first (qvm down " + profile.name + ")");
       }
       return Vm(shared_from_this(), profile.name);
+    }
+  }
+  if (impl_->store.defined(profile.name)) {
+    // Overlays and snapshots are tied to the disks they were made from.
+    const auto meta = store::read_snapshot_meta(impl_->store.paths(profile.name).state_dir);
+    if (!meta.active.empty() || !meta.snapshots.empty()) {
+      const Profile stored = impl_->store.load_profile(profile.name);
+      bool same = stored.disks.size() == profile.disks.size();
+      for (std::size_t i = 0; same && i < profile.disks.size(); ++i) {
+        same = stored.disks[i].path == profile.disks[i].path &&
+               stored.disks[i].format == profile.disks[i].format &&
+               stored.disks[i].readonly == profile.disks[i].readonly;
+      }
+      if (!same) {
+        throw VmStateError("VM \"" + profile.name + "\" runs on snapshot overlays of its current disks, so "
+                           "its [[disk]] list cannot change; `qvm rm " + profile.name +
+                           "` first, or keep the disks as they are");
+      }
     }
   }
   impl_->store.define(profile);
@@ -175,8 +196,28 @@ nlohmann::json Vm::qmp(const std::string& command, const nlohmann::json& argumen
   return session.execute(command, arguments, std::chrono::seconds(60));
 }
 
-void Vm::pause() const { qmp("stop"); }
-void Vm::resume() const { qmp("cont"); }
+namespace {
+
+// QEMU answers stop/cont before the supervisor has seen the event; wait for it, so that a
+// `status` right after `pause` says paused.
+void await_state(const Vm& vm, VmState wanted) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (vm.status().state != wanted && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+}  // namespace
+
+void Vm::pause() const {
+  qmp("stop");
+  await_state(*this, VmState::paused);
+}
+
+void Vm::resume() const {
+  qmp("cont");
+  await_state(*this, VmState::running);
+}
 void Vm::reset() const { qmp("system_reset"); }
 
 std::string Vm::reboot() const {
@@ -206,6 +247,103 @@ std::optional<nlohmann::json> Vm::wait_for_event(std::string_view event, std::si
     if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+}
+
+nlohmann::json SnapshotInfo::to_json() const {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& image : images) list.push_back(image.string());
+  return {{"name", name},
+          {"description", description},
+          {"created_at", created_at},
+          {"parent", parent ? nlohmann::json(*parent) : nlohmann::json(nullptr)},
+          {"vm_state", vm_state},
+          {"current", current},
+          {"images", list}};
+}
+
+namespace {
+
+SnapshotInfo to_info(const store::SnapshotRecord& record, const store::SnapshotMeta& meta) {
+  SnapshotInfo info{record.name, record.description, record.created_at, record.parent,
+                    record.vm_state, meta.current == record.name, {}};
+  for (const auto& disk : record.disks) info.images.push_back(disk.image);
+  return info;
+}
+
+snapshot::Environment snapshot_environment(const store::VmStore& store, const std::string& name,
+                                           const VmStatus& status) {
+  snapshot::Environment env;
+  env.run = [](const auto& argv) { return process::run_program(argv, std::chrono::minutes(30)); };
+  env.now = [] { return std::chrono::system_clock::now(); };
+  if (status.state == VmState::running || status.state == VmState::paused) {
+    env.qmp_socket = store.paths(name).client_qmp();
+  }
+  // A test knob: slow block-stream down enough to interrupt it.
+  if (const char* speed = std::getenv("QVM_STREAM_SPEED"); speed && *speed) {
+    env.stream_speed = std::stoull(speed);
+  }
+  return env;
+}
+
+void refuse_transitions(const std::string& name, const VmStatus& status) {
+  if (status.state == VmState::starting || status.state == VmState::stopping) {
+    throw VmStateError("VM \"" + name + "\" is " + std::string(to_string(status.state)) +
+                       "; try again once it is running or stopped");
+  }
+}
+
+}  // namespace
+
+std::vector<SnapshotInfo> Vm::snapshots() const {
+  const auto& store = inventory_->impl().store;
+  const auto meta = store::read_snapshot_meta(store.paths(name_).state_dir);
+  std::vector<SnapshotInfo> list;
+  for (const auto& record : meta.snapshots) list.push_back(to_info(record, meta));
+  return list;
+}
+
+SnapshotInfo Vm::snapshot_create(const std::string& name, const std::string& description) const {
+  snapshot::SnapshotTree::check_name(name);
+  const auto& store = inventory_->impl().store;
+  store::FileLock lock = store.lock_operations(name_, "qvm snapshot create");
+  VmStatus status = this->status();
+  refuse_transitions(name_, status);
+  snapshot::SnapshotTree tree(store, name_, profile(), snapshot_environment(store, name_, status));
+  const std::string state = status.state == VmState::paused    ? "paused"
+                            : status.state == VmState::running ? "running"
+                                                               : "stopped";
+  auto record = tree.create(name, description, state);
+  return to_info(record, tree.meta());
+}
+
+void Vm::snapshot_revert(const std::string& name, const StartOptions& restart) const {
+  const auto& store = inventory_->impl().store;
+  VmStatus status = this->status();
+  refuse_transitions(name_, status);
+  if (!store::read_snapshot_meta(store.paths(name_).state_dir).find(name)) {
+    throw snapshot::SnapshotError("VM \"" + name_ + "\" has no snapshot named \"" + name +
+                                  "\" (see qvm snapshot ls " + name_ + ")");
+  }
+  const bool was_running = status.state == VmState::running || status.state == VmState::paused;
+  // The running state is thrown away with the disks' state, so there is nothing to save.
+  if (was_running) down(std::chrono::seconds(0), true);
+  {
+    store::FileLock lock = store.lock_operations(name_, "qvm snapshot revert");
+    snapshot::SnapshotTree tree(store, name_, profile(), snapshot_environment(store, name_, this->status()));
+    tree.revert(name);
+  }
+  if (was_running) start(restart);
+}
+
+void Vm::snapshot_remove(const std::string& name, const std::function<void(const std::string&)>& progress) const {
+  const auto& store = inventory_->impl().store;
+  store::FileLock lock = store.lock_operations(name_, "qvm snapshot rm");
+  VmStatus status = this->status();
+  refuse_transitions(name_, status);
+  auto env = snapshot_environment(store, name_, status);
+  env.progress = progress;
+  snapshot::SnapshotTree tree(store, name_, profile(), env);
+  tree.remove(name);
 }
 
 fs::path Vm::serial_log() const { return inventory_->impl().store.paths(name_).serial_log(); }

@@ -13,6 +13,7 @@
 #include "process/child.hpp"
 #include "process/run_program.hpp"
 #include "store/files.hpp"
+#include "snapshot/snapshot.hpp"
 #include "supervisor/disks.hpp"
 #include "supervisor/supervisor.hpp"
 
@@ -137,7 +138,11 @@ VmStatus start_vm(store::VmStore& store, const std::string& name, const StartOpt
                        (status.pid ? " (QEMU pid " + std::to_string(*status.pid) + ")" : std::string()));
   }
   Profile profile = store.load_profile(name);
-  auto created = create_missing_disks(profile, [](const auto& argv) { return process::run_program(argv); });
+  auto run = [](const auto& argv) { return process::run_program(argv); };
+  auto created = create_missing_disks(profile, run);
+  // A snapshot operation a crash interrupted is finished or undone before QEMU opens the disks.
+  snapshot::SnapshotTree(store, name, profile, {run, [] { return std::chrono::system_clock::now(); }, {}, {}, {}})
+      .recover();
   record_created_disks(store, name, created);
 
   if (options.foreground) {

@@ -14,6 +14,7 @@
 #include "process/run_program.hpp"
 #include "qvm/qmp.hpp"
 #include "store/files.hpp"
+#include "store/snapshot_meta.hpp"
 #include "supervisor/control.hpp"
 #include "supervisor/exit_reason.hpp"
 #include "supervisor/serial_watch.hpp"
@@ -172,7 +173,7 @@ struct Supervisor::Impl {
     CommandLine command;
     try {
       host::HostInfo host = env.probe_host(profile);
-      command = build_command_line(profile, host, paths, status.uuid);
+      command = build_command_line(with_active_images(profile), host, paths, status.uuid);
       clear_runtime_dir();
       if (profile.firmware == Firmware::uefi && !fs::exists(paths.uefi_vars())) {
         fs::copy_file(host.uefi->vars_template, paths.uefi_vars());
@@ -205,6 +206,18 @@ struct Supervisor::Impl {
   }
 
   std::uint64_t qemu_log_offset = 0;
+
+  // After snapshots, a disk runs on its newest overlay, not on the profile's image.
+  Profile with_active_images(const Profile& original) const {
+    Profile effective = original;
+    const store::SnapshotMeta meta = store::read_snapshot_meta(paths.state_dir);
+    for (const auto& [disk, image] : meta.active) {
+      if (disk >= effective.disks.size()) continue;
+      effective.disks[disk].path = image;
+      effective.disks[disk].format = DiskFormat::qcow2;
+    }
+    return effective;
+  }
 
   void connect_qmp(std::uint64_t serial_offset) {
     if (!qemu) return;
@@ -319,14 +332,7 @@ struct Supervisor::Impl {
   // ---- events ----------------------------------------------------------------------
 
   void on_event(const QmpEvent& event) {
-    nlohmann::json entry = {{"time", store::format_time(env.now())},
-                            {"event", event.name},
-                            {"data", event.data},
-                            {"qemu_time", {{"seconds", event.seconds}, {"microseconds", event.microseconds}}}};
-    try {
-      store.append_event(options.name, entry);
-    } catch (const std::exception&) {
-    }
+    // State first, journal second: whoever sees an event in the journal sees its effect.
     if (event.name == "STOP") {
       if (status.state == VmState::running) {
         status.state = VmState::paused;
@@ -345,6 +351,14 @@ struct Supervisor::Impl {
       shutdown_event = event.data;
     } else if (event.name == "GUEST_PANICKED") {
       panicked = true;
+    }
+    nlohmann::json entry = {{"time", store::format_time(env.now())},
+                            {"event", event.name},
+                            {"data", event.data},
+                            {"qemu_time", {{"seconds", event.seconds}, {"microseconds", event.microseconds}}}};
+    try {
+      store.append_event(options.name, entry);
+    } catch (const std::exception&) {
     }
   }
 
