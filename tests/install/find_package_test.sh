@@ -12,5 +12,8 @@ test -f "$scratch/prefix/include/qvm/vm.hpp"
 cmake -S "$source_dir/tests/install" -B "$scratch/consumer" -G Ninja \
   -DCMAKE_PREFIX_PATH="$scratch/prefix" -DQVM_EXAMPLE="$source_dir/examples/embed.cpp" >/dev/null
 cmake --build "$scratch/consumer" >/dev/null
-"$scratch/consumer/embed" 2>&1 | grep -q "usage: embed STATE_DIR PROFILE"
+# Run without arguments: it must start, and answer with its usage line (exit 2).
+status=0
+usage=$("$scratch/consumer/embed" 2>&1) || status=$?
+[[ $status -eq 2 && $usage == "usage: embed STATE_DIR PROFILE" ]]
 echo "find_package(qvm) consumer built and ran"

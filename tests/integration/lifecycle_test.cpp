@@ -4,6 +4,7 @@
 
 #include <future>
 #include <set>
+#include <sstream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -264,6 +265,65 @@ TEST_F(LifecycleIntegrationTest, InterruptedUpLeavesAConsistentRunningVm) {
   EXPECT_EQ(state_of("orphan"), "running");
   EXPECT_EQ(qvm({"down", "orphan"}).exit_code, 0);
   EXPECT_EQ(state_of("orphan"), "stopped");
+}
+
+}  // namespace
+}  // namespace qvm
+
+namespace qvm {
+namespace {
+
+TEST_F(LifecycleIntegrationTest, ConsoleLogsAndEventsShowWhatTheGuestDid) {
+  QVM_REQUIRE_TEST_GUEST();
+  ASSERT_EQ(qvm({"up", profile(testing::guest("talk")).string()}).exit_code, 0);
+  // Piped input goes to the guest's shell; its answer comes back on stdout.
+  auto console = testing::qvm(state_, {"console", "talk"}, 60s, "echo hello-$((6*7))\n");
+  ASSERT_EQ(console.exit_code, 0) << console.err;
+  EXPECT_NE(console.out.find("hello-42"), std::string::npos) << console.out;
+  // The serial log has it too, and `logs` prints the log.
+  auto logs = qvm({"logs", "talk"});
+  EXPECT_NE(logs.out.find(testing::kGuestReady), std::string::npos);
+  EXPECT_NE(logs.out.find("hello-42"), std::string::npos) << logs.out;
+  auto qemu_log = qvm({"logs", "--qemu", "talk"});
+  EXPECT_EQ(qemu_log.exit_code, 0);
+  ASSERT_EQ(qvm({"down", "talk"}).exit_code, 0);
+  // `logs -f` of a stopped VM prints the log and returns instead of waiting forever.
+  auto follow = qvm({"logs", "-f", "talk"}, 30s);
+  EXPECT_EQ(follow.exit_code, 0);
+  EXPECT_NE(follow.out.find("qvm-test-guest: power button"), std::string::npos);
+  // Every line of the journal is JSON with a time and an event name, in order.
+  auto events = qvm({"events", "talk"});
+  std::vector<std::string> names;
+  std::istringstream lines(events.out);
+  for (std::string line; std::getline(lines, line);) {
+    auto entry = nlohmann::json::parse(line);
+    EXPECT_TRUE(entry.contains("time"));
+    names.push_back(entry["event"]);
+  }
+  auto at = [&](const std::string& name) { return std::find(names.begin(), names.end(), name) - names.begin(); };
+  EXPECT_LT(at("QVM_START"), at("QVM_READY"));
+  EXPECT_LT(at("QVM_READY"), at("POWERDOWN"));
+  EXPECT_LT(at("POWERDOWN"), at("SHUTDOWN"));
+  EXPECT_LT(at("SHUTDOWN"), at("QVM_EXIT"));
+  EXPECT_LT(at("QVM_EXIT"), static_cast<long>(names.size()));
+}
+
+TEST_F(LifecycleIntegrationTest, QmpPassthroughReportsQmpErrors) {
+  QVM_REQUIRE_TEST_GUEST();
+  ASSERT_EQ(qvm({"up", profile(testing::guest("raw").no_ready_wait()).string()}).exit_code, 0);
+  auto block = qvm({"qmp", "raw", "query-name"});
+  ASSERT_EQ(block.exit_code, 0) << block.err;
+  EXPECT_EQ(nlohmann::json::parse(block.out)["name"], "raw");
+  auto bad = qvm({"qmp", "raw", "no-such-command"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("CommandNotFound"), std::string::npos) << bad.err;
+  auto args = qvm({"qmp", "raw", "query-status", "[1,2]"});
+  EXPECT_EQ(args.exit_code, 2);
+  EXPECT_NE(args.err.find("must be a JSON object"), std::string::npos) << args.err;
+  ASSERT_EQ(qvm({"kill", "raw"}).exit_code, 0);
+  auto stopped = qvm({"qmp", "raw", "query-status"});
+  EXPECT_EQ(stopped.exit_code, 1);
+  EXPECT_NE(stopped.err.find("\"raw\" is stopped"), std::string::npos) << stopped.err;
 }
 
 }  // namespace
