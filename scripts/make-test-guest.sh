@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Builds the small Linux guest that qvm's integration tests boot under QEMU TCG:
 # Debian's own kernel (extracted from its package, never installed) and a
-# busybox initramfs whose init scripts live in scripts/guest/.
+# busybox initramfs whose init scripts live in scripts/guest/, plus the QEMU
+# guest agent: qemu-ga from Debian's qemu-guest-agent package (extracted the
+# same way) with the shared libraries and loader `ldd` finds for it on this
+# host, which must be the same Debian release.
 #
 # Usage: scripts/make-test-guest.sh OUTDIR
 #
@@ -24,13 +27,22 @@
 #   - qvm.panic=N       prints "qvm-test-guest: panic" and panics the kernel N s
 #                       after ready (QEMU reports GUEST_PANICKED if the machine
 #                       has a pvpanic device: -device pvpanic or pvpanic-pci;
-#                       nothing needs adding to the kernel command line).
+#                       nothing needs adding to the kernel command line);
+#   - the guest agent: when the machine has a virtio-serial port named
+#     org.qemu.guest_agent.0 (-device virtio-serial-pci -device
+#     virtserialport,name=org.qemu.guest_agent.0,...), qemu-ga runs on it and
+#     already listens when the ready line is printed. guest-exec runs commands
+#     with PATH=/sbin:/usr/sbin:/bin:/usr/bin (busybox); guest-shutdown works
+#     through a small /sbin/shutdown that prints "qvm-test-guest: shutdown:
+#     poweroff|reboot|halt (shutdown ARGS)" and asks init to do it;
+#   - qvm.agent=off     qemu-ga is not started even if its port exists.
 # A module that fails to load prints "qvm-test-guest: module NAME failed to
 # load: ..." and the boot goes on.
 set -euo pipefail
 shopt -s inherit_errexit
 
 readonly metapackage=linux-image-amd64
+readonly agent_package=qemu-guest-agent
 readonly busybox_bin=/bin/busybox
 
 # Wanted modules, in the order init should try them: transports first, the
@@ -113,7 +125,17 @@ apt_lists_hash=$(
 )
 
 stamp_get() { # KEY
-  [[ -f $stamp ]] && sed -n "s/^$1=//p" "$stamp"
+  [[ -f $stamp ]] || return 0
+  sed -n "s/^$1=//p" "$stamp"
+}
+
+# The host libraries copied next to qemu-ga are inputs as well: an upgrade of
+# any of them (same path, new size or time) must rebuild the guest.
+libs_hash() { # PATH...
+  local lib
+  for lib in "$@"; do
+    stat -L -c '%n %s %Y' "$lib" 2>/dev/null || echo "$lib missing"
+  done | sha256sum | cut -d' ' -f1
 }
 
 outputs_exist() {
@@ -125,20 +147,38 @@ report_cached() {
   exit 0
 }
 
-write_stamp() { # KERNEL_PACKAGE PACKAGE_VERSION KERNEL_VERSION
+# Writes the stamp from kernel_package, kernel_package_version, kernel_version,
+# agent_package_version and agent_libs (space-separated paths).
+write_stamp() {
   local tmp=$stamp.tmp
   {
     echo "inputs=$inputs_hash"
     echo "apt_lists=$apt_lists_hash"
-    echo "kernel_package=$1"
-    echo "kernel_package_version=$2"
-    echo "kernel_version=$3"
+    echo "kernel_package=$kernel_package"
+    echo "kernel_package_version=$kernel_package_version"
+    echo "kernel_version=$kernel_version"
+    echo "agent_package_version=$agent_package_version"
+    echo "agent_libs=$agent_libs"
+    # shellcheck disable=SC2086 # a list of paths without spaces
+    echo "agent_libs_hash=$(libs_hash $agent_libs)"
   } >"$tmp"
   mv -f "$tmp" "$stamp"
 }
 
+# Takes the stamp's values for a rewrite of the stamp that keeps the guest.
+load_stamp() {
+  kernel_version=$(stamp_get kernel_version)
+  agent_package_version=$(stamp_get agent_package_version)
+  agent_libs=$(stamp_get agent_libs)
+}
+
 cache_matches_inputs() {
-  outputs_exist && [[ $(stamp_get inputs) == "$inputs_hash" ]]
+  outputs_exist && [[ $(stamp_get inputs) == "$inputs_hash" ]] || return 1
+  local libs
+  libs=$(stamp_get agent_libs)
+  # A stamp from before the guest had an agent has no library list.
+  # shellcheck disable=SC2086 # a list of paths without spaces
+  [[ -n $libs && $(stamp_get agent_libs_hash) == "$(libs_hash $libs)" ]]
 }
 
 if cache_matches_inputs && [[ $(stamp_get apt_lists) == "$apt_lists_hash" ]]; then
@@ -178,7 +218,10 @@ if [[ -z $kernel_package ]]; then
   # good for offline work, otherwise fetch the lists once.
   if cache_matches_inputs; then
     note "apt does not know $metapackage; keeping the guest built before"
-    write_stamp "$(stamp_get kernel_package)" "$(stamp_get kernel_package_version)" "$(stamp_get kernel_version)"
+    kernel_package=$(stamp_get kernel_package)
+    kernel_package_version=$(stamp_get kernel_package_version)
+    load_stamp
+    write_stamp
     report_cached
   fi
   apt_update "resolve $metapackage"
@@ -187,52 +230,65 @@ if [[ -z $kernel_package ]]; then
 fi
 kernel_package_version=$(apt-cache show --no-all-versions "$kernel_package" | awk '$1 == "Version:" && !found { print $2; found = 1 }')
 [[ -n $kernel_package_version ]] || die "apt-cache show $kernel_package gives no version"
+agent_package_version=$(apt-cache show --no-all-versions "$agent_package" 2>/dev/null | awk '$1 == "Version:" && !found { print $2; found = 1 }')
+[[ -n $agent_package_version ]] || die "apt-cache show $agent_package gives no version (is this Debian 12 with its main component?)"
 
 if cache_matches_inputs &&
   [[ $(stamp_get kernel_package) == "$kernel_package" &&
-    $(stamp_get kernel_package_version) == "$kernel_package_version" ]]; then
-  write_stamp "$kernel_package" "$kernel_package_version" "$(stamp_get kernel_version)"
+    $(stamp_get kernel_package_version) == "$kernel_package_version" &&
+    $(stamp_get agent_package_version) == "$agent_package_version" ]]; then
+  load_stamp
+  write_stamp
   report_cached
 fi
 
 [[ $(dpkg-query -W -f='${Status}' busybox-static 2>/dev/null) == "install ok installed" ]] ||
   die "$busybox_bin is not from 'busybox-static' (a dynamically linked busybox cannot run in the initramfs); install busybox-static"
 
-note "building guest with $kernel_package $kernel_package_version (first run downloads ~70 MB)"
+note "building guest with $kernel_package $kernel_package_version and $agent_package $agent_package_version (first run downloads ~70 MB)"
 
 # Left behind by a build that was killed; nobody else builds while we hold the lock.
 find "$outdir" -maxdepth 1 -name '.work.*' -exec rm -rf {} +
 work=$(mktemp -d "$outdir/.work.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-# --- kernel package -------------------------------------------------------
+# --- packages -------------------------------------------------------------
 
 cache=$outdir/cache
 mkdir -p "$cache"
-deb_name=${kernel_package}_${kernel_package_version//:/%3a}_amd64.deb
-deb=$cache/$deb_name
 
-download_deb() {
+download_deb() { # PACKAGE VERSION DEB_NAME
   local dl=$work/download
   rm -rf "$dl"
   mkdir -p "$dl"
-  (cd "$dl" && apt_get download "$kernel_package=$kernel_package_version")
-  [[ -f $dl/$deb_name ]] || return 1
+  (cd "$dl" && apt_get download "$1=$2")
+  [[ -f $dl/$3 ]] || return 1
   # Only complete downloads enter the cache, so an interrupted run never
   # leaves a truncated package behind for the next one.
-  mv -f "$dl/$deb_name" "$deb"
+  mv -f "$dl/$3" "$cache/$3"
 }
 
-if [[ ! -f $deb ]]; then
-  note "downloading $kernel_package $kernel_package_version"
-  if ! download_deb 2>"$work/download.err"; then
+# Makes sure PACKAGE=VERSION is in the cache, downloading it if needed, and
+# deletes the cached .debs matching OLD_GLOB that are not it (older versions
+# are never used again). Sets $fetched to its path.
+fetch_deb() { # PACKAGE VERSION OLD_GLOB
+  local name=${1}_${2//:/%3a}_amd64.deb
+  fetched=$cache/$name
+  [[ -f $fetched ]] && return 0
+  note "downloading $1 $2"
+  if ! download_deb "$1" "$2" "$name" 2>"$work/download.err"; then
     note "download failed: $(tr '\n' ' ' <"$work/download.err")"
-    apt_update "download $kernel_package"
-    download_deb || die "apt-get download $kernel_package=$kernel_package_version failed"
+    apt_update "download $1"
+    download_deb "$1" "$2" "$name" || die "apt-get download $1=$2 failed"
   fi
-  # Older kernels are never used again; each is ~70 MB.
-  find "$cache" -maxdepth 1 -name 'linux-image-*.deb' ! -name "$deb_name" -delete
-fi
+  find "$cache" -maxdepth 1 -name "$3" ! -name "$name" -delete
+}
+
+fetch_deb "$kernel_package" "$kernel_package_version" 'linux-image-*.deb'
+deb=$fetched
+deb_name=$(basename "$deb")
+fetch_deb "$agent_package" "$agent_package_version" "${agent_package}_*.deb"
+agent_deb=$fetched
 
 pkgroot=$work/pkg
 dpkg-deb -x "$deb" "$pkgroot"
@@ -263,10 +319,38 @@ ln -s bin/busybox "$root/init"
 install -m 0644 "$guest_dir/inittab" "$root/etc/inittab"
 install -m 0644 "$guest_dir/acpid.conf" "$root/etc/acpid.conf"
 install -m 0644 "$guest_dir/functions" "$guest_dir/shrc" "$root/etc/qvm/"
-install -m 0755 "$guest_dir/rcS" "$guest_dir/console-shell" "$guest_dir/timed" "$root/etc/qvm/"
+install -m 0755 "$guest_dir/rcS" "$guest_dir/console-shell" "$guest_dir/timed" "$guest_dir/agent" "$root/etc/qvm/"
 install -m 0755 "$guest_dir/power-button" "$root/etc/acpi/power-button"
+# Replaces nothing: busybox has no shutdown applet (qemu-ga's guest-shutdown
+# runs /sbin/shutdown).
+install -m 0755 "$guest_dir/shutdown" "$root/sbin/shutdown"
 echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
 echo 'root:x:0:' >"$root/etc/group"
+
+# --- guest agent ----------------------------------------------------------
+
+agentroot=$work/agent
+dpkg-deb -x "$agent_deb" "$agentroot"
+qemu_ga=$agentroot/usr/sbin/qemu-ga
+[[ -x $qemu_ga ]] || die "$(basename "$agent_deb") has no usr/sbin/qemu-ga"
+install -m 0755 "$qemu_ga" "$root/usr/sbin/qemu-ga"
+
+# ldd lists every library qemu-ga loads and the dynamic loader, as this host
+# resolves them; each is copied (symlinks followed) to the same path in the
+# guest, where the loader's built-in search path finds it without ld.so.cache.
+ldd_out=$(ldd "$qemu_ga") || die "ldd $qemu_ga failed: $ldd_out"
+missing=$(awk '$2 == "=>" && $3 == "not" { print $1 }' <<<"$ldd_out")
+[[ -z $missing ]] ||
+  die "qemu-ga needs $(tr '\n' ' ' <<<"$missing")which this host lacks; install what $agent_package depends on: $(dpkg-deb -f "$agent_deb" Depends)"
+agent_lib_list=()
+while read -r lib; do
+  [[ -n $lib ]] || continue
+  agent_lib_list+=("$lib")
+  mkdir -p "$root$(dirname "$lib")"
+  cp -L "$lib" "$root$lib"
+done < <(awk '$2 == "=>" && $3 ~ /^\// { print $3; next } $1 ~ /^\// { print $1 }' <<<"$ldd_out")
+[[ -n $(awk '$1 ~ /^\/.*ld-linux/' <<<"$ldd_out") ]] || die "ldd names no dynamic loader for qemu-ga"
+agent_libs=${agent_lib_list[*]}
 
 # --- kernel modules -------------------------------------------------------
 
@@ -400,7 +484,8 @@ rm -f "$stamp"
 mv -f "$work/vmlinuz" "$kernel_out"
 mv -f "$work/initrd.img" "$initrd_out"
 mv -f "$work/guest.env" "$env_out"
-write_stamp "$kernel_package" "$kernel_package_version" "$kernel_version"
+write_stamp
 
 echo "make-test-guest: built guest in $outdir: kernel $kernel_version ($kernel_package $kernel_package_version)," \
-  "${#load_order[@]} modules, initrd $(($(stat -c %s "$initrd_out") / 1024)) KiB"
+  "${#load_order[@]} modules, qemu-ga $agent_package_version with ${#agent_lib_list[@]} libraries," \
+  "initrd $(($(stat -c %s "$initrd_out") / 1024)) KiB"
