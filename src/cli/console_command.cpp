@@ -151,16 +151,18 @@ void add_supervise_command(CLI::App& app, Context& ctx) {
   auto name = std::make_shared<std::string>();
   auto notify_fd = std::make_shared<int>(-1);
   auto timeout = std::make_shared<std::optional<long>>();
+  auto attach = std::make_shared<std::optional<int>>();
   cmd->add_option("NAME", *name)->required();
   cmd->add_option("--notify-fd", *notify_fd);
   cmd->add_option("--timeout", *timeout);
-  cmd->callback([&ctx, name, notify_fd, timeout] {
-    ctx.action = [&ctx, name, notify_fd, timeout] {
+  cmd->add_option("--attach", *attach);
+  cmd->callback([&ctx, name, notify_fd, timeout, attach] {
+    ctx.action = [&ctx, name, notify_fd, timeout, attach] {
       const store::Environment env = store::current_environment();
       store::VmStore store(store::state_root(ctx.state_dir, env), store::runtime_root(env));
       std::optional<std::chrono::seconds> ready_timeout;
       if (*timeout) ready_timeout = std::chrono::seconds(**timeout);
-      return supervisor::run_detached_supervisor(store, *name, *notify_fd, ready_timeout);
+      return supervisor::run_detached_supervisor(store, *name, *notify_fd, ready_timeout, *attach);
     };
   });
 }

@@ -101,6 +101,37 @@ VmStatus await_start(store::VmStore& store, const std::string& name, int fd,
   }
 }
 
+// Starts `qvm __supervise NAME EXTRA...` detached and waits for its start report.
+VmStatus launch_supervisor(store::VmStore& store, const std::string& name,
+                           const std::vector<std::string>& extra, const StartOptions& options,
+                           std::chrono::seconds limit) {
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw Error(std::string("pipe: ") + std::strerror(errno));
+  std::vector<std::string> argv = {supervisor_binary(options).string(), "--state-dir",
+                                   store.root().string(), "__supervise", name, "--notify-fd", "3"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  std::optional<process::Process> launcher;
+  try {
+    launcher = process::Process::spawn(
+        {argv, store.paths(name).state_dir / "supervisor.log", true, {{3, pipe_fds[1]}}});
+  } catch (...) {
+    ::close(pipe_fds[0]);
+    ::close(pipe_fds[1]);
+    throw;
+  }
+  ::close(pipe_fds[1]);
+  // The launched process forks the real supervisor and exits at once; reap it here.
+  launcher->wait(10000);
+  try {
+    VmStatus ready = await_start(store, name, pipe_fds[0], options, limit);
+    ::close(pipe_fds[0]);
+    return ready;
+  } catch (...) {
+    ::close(pipe_fds[0]);
+    throw;
+  }
+}
+
 }  // namespace
 
 bool is_vm_qemu(int pid, const std::string& uuid) {
@@ -114,7 +145,21 @@ VmStatus reconcile_status(const store::VmStore& store, const std::string& name) 
   auto status = store.read_status(name);
   if (!status) throw Error("no VM named \"" + name + "\" (see qvm ls)");
   if (!is_active(status->state) || store.supervisor_alive(name)) return *status;
-  if (status->pid && is_vm_qemu(*status->pid, status->uuid)) return *status;
+  if (status->pid && is_vm_qemu(*status->pid, status->uuid)) {
+    // QEMU outlived its supervisor: give it a new one. Whoever holds the operation lock
+    // (an `up` in progress) is already looking after it.
+    auto lock = store::FileLock::try_acquire(store.paths(name).state_dir / "operation.lock",
+                                             "qvm re-attach (pid " + std::to_string(::getpid()) + ")");
+    if (!lock || store.supervisor_alive(name)) return *status;
+    try {
+      return launch_supervisor(const_cast<store::VmStore&>(store), name,
+                               {"--attach", std::to_string(*status->pid)}, StartOptions{},
+                               std::chrono::seconds(60));
+    } catch (const std::exception&) {
+      // Reporting what is known beats failing a status query; the next command retries.
+      return store.read_status(name).value_or(*status);
+    }
+  }
   // Both gone without a word: a host reboot, or kill -9 of the supervisor and then QEMU.
   status->state = VmState::crashed;
   status->reason = "the supervisor and QEMU are gone (host reboot or killed together)";
@@ -164,40 +209,15 @@ VmStatus start_vm(store::VmStore& store, const std::string& name, const StartOpt
     return final_status;
   }
 
-  int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw Error(std::string("pipe: ") + std::strerror(errno));
-  std::vector<std::string> argv = {supervisor_binary(options).string(), "--state-dir",
-                                   store.root().string(), "__supervise", name, "--notify-fd", "3"};
-  if (options.ready_timeout) {
-    argv.insert(argv.end(), {"--timeout", std::to_string(options.ready_timeout->count())});
-  }
-  std::optional<process::Process> launcher;
-  try {
-    launcher = process::Process::spawn(
-        {argv, store.paths(name).state_dir / "supervisor.log", true, {{3, pipe_fds[1]}}});
-  } catch (...) {
-    ::close(pipe_fds[0]);
-    ::close(pipe_fds[1]);
-    throw;
-  }
-  ::close(pipe_fds[1]);
-  // The launched process forks the real supervisor and exits at once; reap it here.
-  launcher->wait(10000);
-  try {
-    // The supervisor enforces every start timeout itself; this only guards against a hang.
-    auto ready_limit = options.ready_timeout.value_or(
-        profile.ready ? profile.ready->timeout : std::chrono::seconds(0));
-    VmStatus ready = await_start(store, name, pipe_fds[0], options, ready_limit + std::chrono::seconds(90));
-    ::close(pipe_fds[0]);
-    return ready;
-  } catch (...) {
-    ::close(pipe_fds[0]);
-    throw;
-  }
+  // The supervisor enforces every start timeout itself; this only guards against a hang.
+  auto ready_limit = options.ready_timeout.value_or(profile.ready ? profile.ready->timeout : std::chrono::seconds(0));
+  std::vector<std::string> extra;
+  if (options.ready_timeout) extra = {"--timeout", std::to_string(options.ready_timeout->count())};
+  return launch_supervisor(store, name, extra, options, ready_limit + std::chrono::seconds(90));
 }
 
 int run_detached_supervisor(store::VmStore& store, const std::string& name, int notify_fd,
-                            std::optional<std::chrono::seconds> ready_timeout) {
+                            std::optional<std::chrono::seconds> ready_timeout, std::optional<int> attach_pid) {
   pid_t child = ::fork();
   if (child < 0) return 1;
   if (child > 0) return 0;
@@ -214,6 +234,7 @@ int run_detached_supervisor(store::VmStore& store, const std::string& name, int 
   Options options;
   options.name = name;
   options.ready_timeout = ready_timeout;
+  options.attach_pid = attach_pid;
   options.notify = [&notify_fd](const nlohmann::json& message) {
     if (notify_fd < 0) return;
     std::string line = message.dump() + "\n";

@@ -21,10 +21,13 @@ VmStatus start_vm(store::VmStore& store, const std::string& name, const StartOpt
 /// at once), then supervises VM `name`, reporting start progress as JSON lines on
 /// `notify_fd` (-1: none). Returns the supervisor's exit code in the detached child.
 int run_detached_supervisor(store::VmStore& store, const std::string& name, int notify_fd,
-                            std::optional<std::chrono::seconds> ready_timeout);
+                            std::optional<std::chrono::seconds> ready_timeout,
+                            std::optional<int> attach_pid = std::nullopt);
 
-/// The status with the truth restored: if state.json says the VM is active but neither its
-/// supervisor nor its QEMU is alive, the VM is marked crashed ("vanished") on disk.
+/// The status with the truth restored. If state.json says the VM is active but its
+/// supervisor is dead: when its QEMU still runs (checked by pid and UUID, so a recycled pid
+/// never counts), a new supervisor re-attaches to it; otherwise the VM is marked crashed
+/// ("vanished") on disk.
 VmStatus reconcile_status(const store::VmStore& store, const std::string& name);
 
 /// True if `pid` is alive and is the QEMU of the VM with `uuid` (guards against pid reuse).

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "cloud_init/seed.hpp"
 #include "command_line/command_line.hpp"
 #include "process/run_program.hpp"
 #include "qvm/qmp.hpp"
@@ -179,6 +180,7 @@ struct Supervisor::Impl {
         fs::copy_file(host.uefi->vars_template, paths.uefi_vars());
         fs::permissions(paths.uefi_vars(), fs::perms::owner_read | fs::perms::owner_write);
       }
+      if (profile.cloud_init) cloud_init::write_seed(profile, status.uuid, paths.cloud_init_seed());
     } catch (const std::exception& e) {
       return start_failed(e.what());
     }
@@ -250,6 +252,7 @@ struct Supervisor::Impl {
                          qmp->on_disconnect([this](const std::string& reason) {
                            journal("QVM_QMP_CLOSED", {{"reason", reason}});
                          });
+                         if (attaching) return adopt_running_guest();
                          resume_guest(serial_offset);
                        });
   }
@@ -274,6 +277,63 @@ struct Supervisor::Impl {
                          save();
                          notify({{"phase", "qmp-ready"}, {"pid", status.pid.value_or(0)}});
                          wait_until_ready(serial_offset);
+                       });
+  }
+
+  // ---- re-attach -------------------------------------------------------------------
+
+  bool attaching = false;
+
+  // The previous supervisor died; QEMU did not. Watch it again, never start a second one.
+  void attach(int pid) {
+    attaching = true;
+    std::optional<process::Process> running = process::Process::attach(pid);
+    if (!running || !is_our_qemu(pid)) {
+      status.state = VmState::crashed;
+      status.reason = "the supervisor and QEMU are gone (host reboot or killed together)";
+      status.reason_code = "vanished";
+      status.pid.reset();
+      status.supervisor_pid.reset();
+      save();
+      notify({{"phase", "failed"}, {"error", "QEMU (pid " + std::to_string(pid) + ") is gone"}});
+      exit_code = 1;
+      return finish();
+    }
+    qemu = std::move(*running);
+    run_started = Clock::now();
+    qemu_log_offset = size_or_zero(paths.qemu_log());
+    status.supervisor_pid = ::getpid();
+    status.pid = pid;
+    save();
+    journal("QVM_REATTACH", {{"pid", pid}});
+    exit_watch = std::make_unique<process::ExitWatcher>(
+        io.get_executor(), *qemu, [this](process::ExitStatus exit) { on_qemu_exit(exit); });
+    qmp_deadline = Clock::now() + options.timings.qmp_connect;
+    connect_qmp(size_or_zero(paths.serial_log()));
+  }
+
+  bool is_our_qemu(int pid) const {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return cmdline.find(std::string("-uuid") + '\0' + status.uuid + '\0') != std::string::npos;
+  }
+
+  // Learns from QEMU what state the guest is in, and finishes a start that was cut short.
+  void adopt_running_guest() {
+    qmp->async_execute("query-status", nullptr, std::chrono::seconds(10),
+                       [this](std::exception_ptr error, nlohmann::json result) {
+                         if (error || !qemu) return;
+                         const std::string run_state = result.value("status", "");
+                         if (run_state == "prelaunch") {
+                           // Killed between spawning QEMU and `cont`: finish the start.
+                           return resume_guest(size_or_zero(paths.serial_log()));
+                         }
+                         const bool paused = !result.value("running", false);
+                         status.state = paused ? VmState::paused : VmState::running;
+                         status.reason = "supervisor re-attached";
+                         status.reason_code = "reattached";
+                         save();
+                         notify({{"phase", "ready"}, {"how", "re-attached"}, {"pid", status.pid.value_or(0)}});
                        });
   }
 
@@ -635,7 +695,11 @@ struct Supervisor::Impl {
         io, paths.runtime_dir / "control.sock",
         [this](const nlohmann::json& request, std::shared_ptr<ControlReply> reply) { on_control(request, reply); });
     watch_signals();
-    launch();
+    if (options.attach_pid) {
+      attach(*options.attach_pid);
+    } else {
+      launch();
+    }
     if (!finished) io.run();
     exit_watch.reset();
     qmp.reset();

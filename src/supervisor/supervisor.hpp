@@ -43,6 +43,8 @@ struct Options {
   std::function<void(const nlohmann::json&)> notify;
   /// Overrides the profile's [ready] timeout (`qvm up --timeout`).
   std::optional<std::chrono::seconds> ready_timeout;
+  /// Take over this already running QEMU (its supervisor died) instead of starting one.
+  std::optional<int> attach_pid;
   Timings timings;
 };
 
@@ -57,7 +59,8 @@ class Supervisor {
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
 
-  /// Runs until QEMU has stopped for good. Returns 0 when the VM stopped as asked or by
+  /// Runs until QEMU has stopped for good. In attach mode, "ready" is reported once the
+  /// running QEMU is watched and its monitor connected again; QEMU is never started twice. Returns 0 when the VM stopped as asked or by
   /// the guest's own choice, 1 when it crashed or failed to start. Throws qvm::Error when
   /// it cannot begin (another supervisor owns the VM, the VM is not defined).
   int run();
