@@ -124,6 +124,12 @@ class Vm {
   /// Reboots the guest: through the guest agent when it answers, else a reset. Returns
   /// how: "agent" or "reset".
   std::string reboot() const;
+  /// Runs argv in the guest through the guest agent (the profile needs agent = true),
+  /// passing its output to the handlers as it is produced; returns its exit code. Throws
+  /// VmStateError if the VM is not running or has no agent channel, qvm::Error (an
+  /// AgentTimeout) if the agent does not answer.
+  int exec(const std::vector<std::string>& argv, const std::function<void(std::string_view)>& on_stdout,
+           const std::function<void(std::string_view)>& on_stderr, std::chrono::milliseconds timeout) const;
   /// Runs any QMP command on the client monitor and returns its "return" value.
   nlohmann::json qmp(const std::string& command,
                      const nlohmann::json& arguments = nlohmann::json::object()) const;

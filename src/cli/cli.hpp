@@ -11,6 +11,7 @@ enum ExitCode : int {
   kSuccess = 0,
   kFailure = 1,  // the operation failed
   kUsage = 2,    // bad command line or profile
+  kExecFailed = 125,  // exec/run: qvm could not run the command in the guest
 };
 
 /// Runs the qvm command line. Never throws: errors are printed as "qvm: error: ..." on

@@ -30,6 +30,7 @@ std::string seconds_text(std::chrono::milliseconds elapsed) {
 }
 
 std::string step_text(const std::string& step) {
+  if (step == "agent") return "the guest agent shut the guest down";
   if (step == "acpi") return "the guest shut down on the ACPI power button";
   if (step == "quit") return "the guest ignored the power button; QEMU quit on request";
   if (step == "sigterm") return "QEMU ignored quit; SIGTERM stopped it";
@@ -118,6 +119,34 @@ void add_lifecycle_commands(CLI::App& app, Context& ctx) {
           << (how == "agent" ? " (asked the guest agent)" : " (hardware reset: no guest agent answered)") << "\n";
     return kSuccess;
   });
+
+  {
+    auto* cmd = app.add_subcommand("exec", "run a command in the guest through its guest agent; its exit code passes through");
+    auto name = std::make_shared<std::string>();
+    auto command = std::make_shared<std::vector<std::string>>();
+    auto timeout = std::make_shared<double>(3600);
+    cmd->add_option("NAME", *name, "VM name")->required();
+    cmd->add_option("--timeout", *timeout, "seconds the command may run (default 3600)")->check(CLI::PositiveNumber);
+    cmd->add_option("CMD", *command, "the command and its arguments, after --")->required();
+    cmd->callback([&ctx, name, command, timeout] {
+      ctx.action = [&ctx, name, command, timeout] {
+        Vm vm = ctx.inventory()->get(*name);
+        int code;
+        try {
+          code = vm.exec(
+              *command, [&ctx](std::string_view chunk) { ctx.out.write(chunk.data(), static_cast<std::streamsize>(chunk.size())); ctx.out.flush(); },
+              [&ctx](std::string_view chunk) { ctx.err.write(chunk.data(), static_cast<std::streamsize>(chunk.size())); ctx.err.flush(); },
+              std::chrono::milliseconds(static_cast<long long>(*timeout * 1000)));
+        } catch (const std::exception& e) {
+          // 125: qvm itself could not run the command (as for docker and podman); every
+          // other code is the command's own.
+          ctx.err << "qvm: error: " << e.what() << "\n";
+          return static_cast<int>(kExecFailed);
+        }
+        return code;
+      };
+    });
+  }
   add_vm_verb(app, ctx, "reset", "hard-reset the VM (like pressing its reset button)", [](Context& c, Vm& vm) {
     vm.reset();
     c.out << vm.name() << ": reset\n";

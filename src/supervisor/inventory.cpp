@@ -3,6 +3,7 @@
 #include <fstream>
 #include <thread>
 
+#include "qvm/agent.hpp"
 #include "qvm/qmp.hpp"
 #include "qvm/vm.hpp"
 #include "store/layout.hpp"
@@ -221,9 +222,34 @@ void Vm::resume() const {
 void Vm::reset() const { qmp("system_reset"); }
 
 std::string Vm::reboot() const {
-  // Without a guest agent there is no way to ask the guest itself; a reset reboots it.
+  VmStatus status = this->status();
+  if (!is_active(status.state)) not_running(name_, status);
+  if (profile().agent) {
+    // A reboot from inside lets the guest stop its services and flush its disks.
+    try {
+      AgentClient agent(inventory_->impl().store.paths(name_).agent_socket(), std::chrono::seconds(3));
+      agent.shutdown(AgentShutdownMode::reboot, std::chrono::seconds(3));
+      return "agent";
+    } catch (const AgentError&) {
+      throw;
+    } catch (const Error&) {
+      // No agent answering (not installed, not started yet): fall back to a reset.
+    }
+  }
   qmp("system_reset");
   return "reset";
+}
+
+int Vm::exec(const std::vector<std::string>& argv, const std::function<void(std::string_view)>& on_stdout,
+             const std::function<void(std::string_view)>& on_stderr, std::chrono::milliseconds timeout) const {
+  VmStatus status = this->status();
+  if (status.state != VmState::running) not_running(name_, status);
+  if (!profile().agent) {
+    throw VmStateError("VM \"" + name_ + "\" has no guest agent channel; set agent = true in its profile "
+                       "and install qemu-guest-agent in the guest");
+  }
+  AgentClient agent(inventory_->impl().store.paths(name_).agent_socket(), std::chrono::seconds(10));
+  return agent.exec_streaming(argv, on_stdout, on_stderr, timeout);
 }
 
 std::vector<nlohmann::json> Vm::journal() const {

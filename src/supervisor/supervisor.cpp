@@ -7,12 +7,14 @@
 #include <boost/asio/steady_timer.hpp>
 #include <fstream>
 #include <regex>
+#include <atomic>
 #include <thread>
 #include <vector>
 
 #include "cloud_init/seed.hpp"
 #include "command_line/command_line.hpp"
 #include "process/run_program.hpp"
+#include "qvm/agent.hpp"
 #include "qvm/qmp.hpp"
 #include "store/files.hpp"
 #include "store/snapshot_meta.hpp"
@@ -48,7 +50,7 @@ Environment real_environment() {
 }
 
 struct Supervisor::Impl {
-  enum class Step { none, acpi, quit, sigterm, sigkill };
+  enum class Step { none, agent, acpi, quit, sigterm, sigkill };
 
   Impl(asio::io_context& io, store::VmStore& store, Options options, Environment env)
       : io(io),
@@ -280,6 +282,35 @@ struct Supervisor::Impl {
                        });
   }
 
+  // ---- blocking work (the guest agent) off the event loop ---------------------------
+
+  std::vector<std::thread> workers;
+  std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
+
+  // Runs `work` on its own thread and `done(succeeded)` back on the event loop.
+  void in_background(std::function<void()> work, std::function<void(bool)> done) {
+    workers.emplace_back([this, work = std::move(work), done = std::move(done), flag = cancelled] {
+      bool ok = true;
+      try {
+        work();
+      } catch (const std::exception&) {
+        ok = false;
+      }
+      if (!*flag) asio::post(io, [done, ok, flag] {
+        if (!*flag) done(ok);
+      });
+    });
+  }
+
+  void join_workers() {
+    *cancelled = true;
+    for (auto& worker : workers) {
+      if (worker.joinable()) worker.join();
+    }
+    workers.clear();
+    cancelled = std::make_shared<std::atomic<bool>>(false);
+  }
+
   // ---- re-attach -------------------------------------------------------------------
 
   bool attaching = false;
@@ -337,28 +368,61 @@ struct Supervisor::Impl {
                        });
   }
 
+  // The [ready] conditions still missing; the VM is ready when none is left.
+  bool waiting_serial = false;
+  bool waiting_agent = false;
+
   void wait_until_ready(std::uint64_t serial_offset) {
     const std::optional<Ready>& ready = profile.ready;
     if (!ready || (!ready->serial && !ready->agent)) return became_ready("QMP ready");
-    if (ready->agent) {
-      start_failed("[ready] agent = true needs the guest agent client, which this qvm does not have");
-      return;
-    }
     const auto timeout = options.ready_timeout.value_or(ready->timeout);
-    notify({{"phase", "waiting"},
-            {"what", "the serial console to match /" + *ready->serial + "/"},
-            {"timeout", timeout.count()}});
-    serial_watch = std::make_unique<SerialWatch>(
-        io, paths.serial_log(), serial_offset, std::regex(*ready->serial, std::regex::ECMAScript),
-        [this](const std::string& matched) { became_ready("serial console matched \"" + matched + "\""); });
+    std::string what;
+    if (ready->serial) {
+      waiting_serial = true;
+      what = "the serial console to match /" + *ready->serial + "/";
+      serial_watch = std::make_unique<SerialWatch>(
+          io, paths.serial_log(), serial_offset, std::regex(*ready->serial, std::regex::ECMAScript),
+          [this](const std::string& matched) {
+            waiting_serial = false;
+            journal("QVM_READY_SERIAL", {{"matched", matched}});
+            if (!waiting_agent) became_ready("serial console matched \"" + matched + "\"");
+          });
+    }
+    if (ready->agent) {
+      waiting_agent = true;
+      what += std::string(what.empty() ? "" : " and ") + "the guest agent to answer";
+      const auto deadline = Clock::now() + timeout;
+      in_background(
+          [socket = paths.agent_socket(), deadline, flag = cancelled] {
+            // The channel accepts connections long before the guest's agent listens.
+            while (!*flag && Clock::now() < deadline) {
+              try {
+                AgentClient agent(socket, std::chrono::seconds(2));
+                agent.ping(std::chrono::seconds(2));
+                return;
+              } catch (const Error&) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(200));
+              }
+            }
+            throw Error("the guest agent did not answer");
+          },
+          [this](bool answered) {
+            if (!answered) return;
+            waiting_agent = false;
+            journal("QVM_READY_AGENT");
+            if (!waiting_serial) became_ready("the guest agent answered");
+          });
+    }
+    notify({{"phase", "waiting"}, {"what", what}, {"timeout", timeout.count()}});
     ready_timer.expires_after(timeout);
     ready_timer.async_wait([this, timeout](boost::system::error_code ec) {
       if (ec || status.ready || !qemu) return;
       serial_watch.reset();
+      std::string missing = waiting_serial ? "the serial console never matched /" + *profile.ready->serial + "/"
+                                           : "the guest agent never answered";
       notify({{"phase", "failed"},
-              {"error", "the VM is running but not ready after " + std::to_string(timeout.count()) +
-                            " s: the serial console never matched /" + *profile.ready->serial +
-                            "/ (see qvm logs " + options.name + ")"}});
+              {"error", "the VM is running but not ready after " + std::to_string(timeout.count()) + " s: " +
+                            missing + " (see qvm logs " + options.name + ")"}});
       journal("QVM_NOT_READY", {{"timeout", timeout.count()}});
     });
   }
@@ -430,6 +494,8 @@ struct Supervisor::Impl {
   }
 
   void handle_exit(process::ExitStatus exit) {
+    join_workers();
+    waiting_serial = waiting_agent = false;
     qmp_timer.cancel();
     ready_timer.cancel();
     ladder_timer.cancel();
@@ -558,6 +624,7 @@ struct Supervisor::Impl {
   static std::string step_name(Step s) {
     switch (s) {
       case Step::none: return "";
+      case Step::agent: return "agent";
       case Step::acpi: return "acpi";
       case Step::quit: return "quit";
       case Step::sigterm: return "sigterm";
@@ -601,7 +668,7 @@ struct Supervisor::Impl {
     if (intent == StopIntent::kill) return;
     if (intent == StopIntent::down) {
       // Already on the ladder; --force skips what is left of the ACPI step.
-      if (force && step == Step::acpi) go_to(Step::quit);
+      if (force && (step == Step::acpi || step == Step::agent)) go_to(Step::quit);
       return;
     }
     intent = StopIntent::down;
@@ -613,7 +680,7 @@ struct Supervisor::Impl {
     journal("QVM_DOWN", {{"timeout", timeout.count()}, {"force", force}});
     if (force || !qmp || !qmp->connected()) return go_to(Step::quit);
     acpi_deadline = Clock::now() + timeout;
-    go_to(Step::acpi);
+    go_to(profile.agent ? Step::agent : Step::acpi);
   }
 
   void go_to(Step next) {
@@ -621,6 +688,23 @@ struct Supervisor::Impl {
     ladder_timer.cancel();
     journal("QVM_DOWN_STEP", {{"step", step_name(step)}});
     switch (step) {
+      case Step::agent:
+        // The guest agent shuts the guest down from inside, which works even where ACPI
+        // is not handled; if it does not answer, the power button is next.
+        tell_waiters("asking the guest agent to shut the guest down");
+        return in_background(
+            [socket = paths.agent_socket()] {
+              AgentClient agent(socket, std::chrono::seconds(3));
+              agent.shutdown(AgentShutdownMode::powerdown, std::chrono::seconds(3));
+            },
+            [this](bool accepted) {
+              if (step != Step::agent || !qemu) return;
+              if (!accepted) return go_to(Step::acpi);
+              ladder_timer.expires_at(acpi_deadline);
+              ladder_timer.async_wait([this](boost::system::error_code ec) {
+                if (!ec && qemu) go_to(Step::quit);
+              });
+            });
       case Step::acpi:
         // A paused guest cannot see the power button: let it run so it can shut down.
         if (qmp && qmp->connected()) qmp->async_execute("cont", nullptr, std::chrono::seconds(5), [](auto, auto) {});
@@ -701,6 +785,7 @@ struct Supervisor::Impl {
       launch();
     }
     if (!finished) io.run();
+    join_workers();
     exit_watch.reset();
     qmp.reset();
     serial_watch.reset();

@@ -17,6 +17,7 @@ fs::path write_guest_profile(const TempDir& dir, const GuestProfile& options) {
   text << "name = \"" << options.name << "\"\n"
        << "memory = \"" << options.memory << "\"\n"
        << "accel = \"tcg\"\n"
+       << options.top_toml << "\n"
        << "[boot]\n"
        << "kernel = \"" << guest_kernel().string() << "\"\n"
        << "initrd = \"" << guest_initrd().string() << "\"\n"

@@ -30,11 +30,13 @@ struct GuestProfile {
   bool wait_serial = true;       // [ready] serial = the ready line
   std::string extra_toml;        // appended verbatim (disks, shutdown...)
   std::string memory = "256MiB";
+  std::string top_toml;          // top-level keys (before any table), e.g. "agent = true"
 
   GuestProfile& cmdline(std::string extra) { cmdline_extra = std::move(extra); return *this; }
   GuestProfile& no_ready_wait() { wait_serial = false; return *this; }
   GuestProfile& toml(std::string text) { extra_toml = std::move(text); return *this; }
   GuestProfile& mem(std::string size) { memory = std::move(size); return *this; }
+  GuestProfile& top(std::string text) { top_toml = std::move(text); return *this; }
 };
 
 /// A test-guest profile named `name` with every default.
