@@ -63,6 +63,9 @@ struct StartOptions {
   /// Start progress as JSON objects {"phase": "starting" | "warning" | "qmp-ready" |
   /// "waiting" | "ready" | "failed", ...}; called on the starting thread.
   std::function<void(const nlohmann::json&)> on_progress;
+  /// With `foreground`: QEMU is killed if the thread that called start() ends, even by
+  /// SIGKILL of the whole process, so that no VM outlives its owner (`qvm run`).
+  bool die_with_caller = false;
   /// The qvm executable that runs detached supervisors; empty: this program if it is qvm,
   /// else $QVM_BINARY, else the installed one.
   std::filesystem::path qvm_binary;

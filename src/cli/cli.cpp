@@ -34,6 +34,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   add_inspection_commands(app, ctx);
   add_console_command(app, ctx);
   add_snapshot_command(app, ctx);
+  add_run_command(app, ctx);
   add_supervise_command(app, ctx);
 
   try {

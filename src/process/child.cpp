@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -37,6 +38,8 @@ int pidfd_send_signal(int pidfd, int signal) {
 // QEMU does not inherit the supervisor's blocked or ignored signals.
 struct ChildSetup {
   bool new_session;
+  bool die_with_parent;
+  pid_t parent;
   const std::vector<std::pair<int, int>>* inherit;
   boost::system::error_code on_setup(bp::posix::default_launcher& launcher,
                                      const bp::filesystem::path&, const char* const*) {
@@ -56,6 +59,11 @@ struct ChildSetup {
     }
     if (new_session && ::setsid() < 0) {
       return boost::system::error_code(errno, boost::system::system_category());
+    }
+    if (die_with_parent) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      // The parent may have died between fork and prctl.
+      if (::getppid() != parent) ::_exit(1);
     }
     return {};
   }
@@ -107,9 +115,9 @@ Process Process::spawn(const SpawnOptions& options) {
     std::vector<std::string> args(options.argv.begin() + 1, options.argv.end());
     bp::process child =
         log_fd >= 0 ? bp::process(ctx, exe, args, bp::process_stdio{nullptr, log_fd, log_fd},
-                                  ChildSetup{options.new_session, &options.inherit})
+                                  ChildSetup{options.new_session, options.die_with_parent, ::getpid(), &options.inherit})
                     : bp::process(ctx, exe, args, bp::process_stdio{nullptr, nullptr, nullptr},
-                                  ChildSetup{options.new_session, &options.inherit});
+                                  ChildSetup{options.new_session, options.die_with_parent, ::getpid(), &options.inherit});
     pid = child.id();
     child.detach();
   } catch (const std::exception& e) {

@@ -31,6 +31,7 @@ struct SpawnOptions {
   std::optional<std::filesystem::path> log; // stdout and stderr appended here; else /dev/null
   bool new_session = true;                  // setsid(): the terminal's ^C does not reach it
   std::vector<std::pair<int, int>> inherit; // {target, fd}: fd becomes `target` in the child
+  bool die_with_parent = false;             // SIGKILL when the spawning thread ends (PR_SET_PDEATHSIG)
 };
 
 /// A process watched through a pidfd, so signals never reach a recycled pid. Not copyable;

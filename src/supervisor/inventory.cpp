@@ -107,7 +107,18 @@ Vm Inventory::get(std::string_view name) const {
 std::vector<VmStatus> Inventory::list() const {
   std::vector<VmStatus> result;
   for (const auto& name : impl_->store.names()) {
-    result.push_back(supervisor::reconcile_status(impl_->store, name));
+    VmStatus status = supervisor::reconcile_status(impl_->store, name);
+    // A `qvm run --rm` VM whose qvm, reaper and QEMU were all killed: finish its removal.
+    std::error_code ec;
+    if (!is_active(status.state) && fs::exists(impl_->store.paths(name).state_dir / "transient", ec) &&
+        !impl_->store.supervisor_alive(name)) {
+      if (auto lock = store::FileLock::try_acquire(impl_->store.paths(name).state_dir / "operation.lock", "qvm ls cleanup")) {
+        lock->release();
+        impl_->store.remove(name);
+        continue;
+      }
+    }
+    result.push_back(status);
   }
   return result;
 }

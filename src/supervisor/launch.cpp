@@ -195,6 +195,7 @@ VmStatus start_vm(store::VmStore& store, const std::string& name, const StartOpt
     Options supervisor_options;
     supervisor_options.name = name;
     supervisor_options.ready_timeout = options.ready_timeout;
+    supervisor_options.qemu_dies_with_supervisor = options.die_with_caller;
     supervisor_options.notify = [&](const nlohmann::json& message) {
       if (options.on_progress) options.on_progress(message);
       const std::string phase = message.value("phase", "");

@@ -193,7 +193,9 @@ struct Supervisor::Impl {
     const std::uint64_t serial_offset = size_or_zero(paths.serial_log());
     const std::uint64_t log_offset = size_or_zero(paths.qemu_log());
     try {
-      qemu = env.spawn({command.argv, paths.qemu_log(), true, {}});
+      process::SpawnOptions spawn{command.argv, paths.qemu_log(), true, {}};
+      spawn.die_with_parent = options.qemu_dies_with_supervisor;
+      qemu = env.spawn(spawn);
     } catch (const std::exception& e) {
       return start_failed(e.what());
     }

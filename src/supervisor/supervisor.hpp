@@ -45,6 +45,8 @@ struct Options {
   std::optional<std::chrono::seconds> ready_timeout;
   /// Take over this already running QEMU (its supervisor died) instead of starting one.
   std::optional<int> attach_pid;
+  /// QEMU gets SIGKILL when the thread running this supervisor ends (`qvm run`).
+  bool qemu_dies_with_supervisor = false;
   Timings timings;
 };
 

@@ -1,0 +1,407 @@
+// `qvm run [--rm] PROFILE -- CMD...`: a throwaway VM for CI, like libvirt's AUTODESTROY.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <cerrno>
+#include <fstream>
+#include <future>
+#include <ostream>
+#include <random>
+#include <thread>
+
+#include "cli/cli.hpp"
+#include "cli/context.hpp"
+#include "host/host_info.hpp"
+#include "process/run_program.hpp"
+#include "qvm/agent.hpp"
+#include "store/files.hpp"
+#include "store/layout.hpp"
+#include "store/vm_store.hpp"
+#include "supervisor/launch.hpp"
+
+namespace qvm::cli {
+namespace fs = std::filesystem;
+namespace {
+
+// Exit codes of `run` besides the command's own (documented in the README).
+constexpr int kRunCrashed = 123;   // the VM crashed or the guest panicked during the run
+constexpr int kRunTimeout = 124;   // not ready in time, or the command ran too long
+constexpr int kRunInterrupted = 130;
+
+struct RunOptions {
+  std::string profile;
+  std::vector<std::string> command;
+  std::optional<std::string> name;
+  std::vector<std::string> overrides;
+  std::optional<std::string> accel;
+  bool rm = false;
+  double timeout = 3600;
+  std::optional<double> boot_timeout;
+  std::optional<std::string> junit;
+  bool json = false;
+};
+
+struct RunResult {
+  std::string outcome = "error";  // passed, failed, boot-timeout, timeout, crashed, interrupted, error
+  int exit_code = kExecFailed;
+  std::string vm;
+  std::string out;
+  std::string err;
+  std::string message;
+  double boot_seconds = 0;
+  double command_seconds = 0;
+};
+
+std::string random_suffix() {
+  std::random_device device;
+  std::uniform_int_distribution<int> digit(0, 15);
+  std::string text;
+  for (int i = 0; i < 6; ++i) text += "0123456789abcdef"[digit(device)];
+  return text;
+}
+
+std::string xml_escape(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    switch (c) {
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '&': out += "&amp;"; break;
+      case '"': out += "&quot;"; break;
+      default:
+        // XML 1.0 has no place for other control characters.
+        if (static_cast<unsigned char>(c) < 0x20 && c != '\n' && c != '\t' && c != '\r') {
+          out += '?';
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out;
+}
+
+void write_junit(const fs::path& file, const RunResult& result, const std::vector<std::string>& command) {
+  std::string name;
+  for (const auto& word : command) name += (name.empty() ? "" : " ") + word;
+  const bool failed = result.outcome != "passed";
+  std::ofstream out(file, std::ios::trunc);
+  out << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+      << "<testsuites>\n"
+      << "  <testsuite name=\"qvm run " << xml_escape(result.vm) << "\" tests=\"1\" failures=\""
+      << (failed ? 1 : 0) << "\" time=\"" << result.boot_seconds + result.command_seconds << "\">\n"
+      << "    <testcase classname=\"qvm.run\" name=\"" << xml_escape(name) << "\" time=\"" << result.command_seconds
+      << "\">\n";
+  if (failed) {
+    out << "      <failure message=\"" << xml_escape(result.message.empty() ? "exit code " + std::to_string(result.exit_code) : result.message)
+        << "\" type=\"" << result.outcome << "\"/>\n";
+  }
+  out << "      <system-out>" << xml_escape(result.out) << "</system-out>\n"
+      << "      <system-err>" << xml_escape(result.err) << "</system-err>\n"
+      << "    </testcase>\n  </testsuite>\n</testsuites>\n";
+  if (!out) throw Error("cannot write " + file.string());
+}
+
+// A process that outlives a SIGKILL of qvm: when this process is gone for any reason, it
+// kills the VM's QEMU and, with --rm, deletes everything the run created.
+class Reaper {
+ public:
+  Reaper(const store::VmStore& store, const std::string& name, bool remove) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) throw Error(std::string("pipe: ") + std::strerror(errno));
+    pid_ = ::fork();
+    if (pid_ < 0) throw Error(std::string("fork: ") + std::strerror(errno));
+    if (pid_ == 0) {
+      ::close(fds[1]);
+      // Its own session: a kill of qvm's process group (a CI job being cancelled) spares it.
+      ::setsid();
+      for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) ::signal(sig, SIG_IGN);
+      int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+      for (int fd : {0, 1, 2}) ::dup2(null_fd, fd);
+      char byte;
+      while (::read(fds[0], &byte, 1) < 0 && errno == EINTR) {
+      }
+      clean_up(store, name, remove);
+      ::_exit(0);
+    }
+    ::close(fds[0]);
+    write_end_ = fds[1];
+  }
+  ~Reaper() {
+    if (write_end_ >= 0) ::close(write_end_);
+    if (pid_ > 0) ::waitpid(pid_, nullptr, 0);
+  }
+
+  static void clean_up(const store::VmStore& store, const std::string& name, bool remove) {
+    try {
+      if (auto status = store.read_status(name)) {
+        if (status->pid && supervisor::is_vm_qemu(*status->pid, status->uuid)) ::kill(*status->pid, SIGKILL);
+      }
+      if (remove && store.defined(name)) {
+        // QEMU must be gone before its files are.
+        for (int i = 0; i < 100; ++i) {
+          auto status = store.read_status(name);
+          if (!status || !status->pid || !supervisor::is_vm_qemu(*status->pid, status->uuid)) break;
+          ::usleep(20000);
+        }
+        store.remove(name);
+      }
+    } catch (const std::exception&) {
+      // Best effort: nobody is left to tell.
+    }
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int write_end_ = -1;
+};
+
+Profile load_run_profile(const RunOptions& options) {
+  std::vector<std::string> overrides = options.overrides;
+  if (options.accel) overrides.push_back("accel=" + *options.accel);
+  Profile profile = load_profile(options.profile, {overrides, options.name, nullptr});
+  if (!options.name) profile.name += "-run-" + random_suffix();
+  profile.uuid.reset();
+  return profile;
+}
+
+Profile transient_profile(Profile profile, const RunOptions& options, const store::VmStore& store) {
+  // A CI job must not crawl under emulation by accident: "auto" means KVM here.
+  if (profile.accel == Accel::automatic) {
+    host::KvmStatus kvm = host::probe_kvm(host::real_kvm_system());
+    if (!kvm.usable) {
+      throw HostError("KVM is not usable: " + kvm.problem + "; " + kvm.hint +
+                      ". To run under TCG emulation anyway (much slower), pass --accel tcg");
+    }
+  }
+  // The command runs through the guest agent, so the VM is ready once the agent answers.
+  profile.agent = true;
+  Ready ready = profile.ready.value_or(Ready{});
+  ready.agent = true;
+  if (options.boot_timeout) ready.timeout = std::chrono::seconds(static_cast<long>(*options.boot_timeout));
+  profile.ready = ready;
+  profile.shutdown.restart = RestartPolicy::no;
+  // Every writable disk runs on a throwaway overlay; the images the profile names are
+  // never written.
+  const fs::path disks = store.paths(profile.name).state_dir / "run-disks";
+  store::make_private_dir(disks);
+  for (std::size_t i = 0; i < profile.disks.size(); ++i) {
+    Disk& disk = profile.disks[i];
+    if (disk.readonly) continue;
+    const fs::path overlay = disks / ("disk" + std::to_string(i) + ".qcow2");
+    std::vector<std::string> argv = {"qemu-img", "create", "-q", "-f", "qcow2"};
+    std::error_code ec;
+    if (fs::exists(disk.path, ec)) {
+      argv.insert(argv.end(), {"-b", disk.path.string(), "-F", std::string(to_string(disk.format)), overlay.string()});
+    } else if (disk.backing) {
+      argv.insert(argv.end(), {"-b", disk.backing->string(), "-F", "qcow2", overlay.string()});
+      if (disk.size_bytes) argv.push_back(std::to_string(*disk.size_bytes));
+    } else {
+      argv.insert(argv.end(), {overlay.string(), std::to_string(disk.size_bytes.value_or(0))});
+    }
+    auto out = process::run_program(argv);
+    if (out.exit_code != 0) throw Error("cannot create a throwaway overlay for " + disk.path.string() + ": " + out.out);
+    disk.path = overlay;
+    disk.format = DiskFormat::qcow2;
+    disk.backing.reset();
+    disk.size_bytes.reset();
+  }
+  return profile;
+}
+
+int run_vm(Context& ctx, const RunOptions& options) {
+  const store::Environment env = store::current_environment();
+  store::VmStore store(store::state_root(ctx.state_dir, env), store::runtime_root(env));
+  auto inventory = ctx.inventory();
+  RunResult result;
+  const auto started = std::chrono::steady_clock::now();
+  auto seconds_since = [](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  };
+
+  // Validate before anything exists on disk, so a bad profile leaves nothing behind.
+  Profile loaded = load_run_profile(options);
+  if (store.defined(loaded.name)) {
+    throw VmStateError("a VM named \"" + loaded.name + "\" already exists; qvm run needs a new name");
+  }
+  std::optional<Reaper> reaper;
+  std::thread supervisor;
+  std::promise<std::string> ready;  // "" when ready, else the error
+  try {
+    result.vm = loaded.name;
+    // From here on, whatever happens to this process, the reaper cleans up after it.
+    reaper.emplace(store, loaded.name, options.rm);
+    Profile profile = transient_profile(loaded, options, store);
+    Vm vm = inventory->define(profile);
+    if (options.rm) {
+      // If even the reaper is killed (a whole cgroup at once), `qvm ls` removes what is left.
+      store::write_file_atomically(store.paths(profile.name).state_dir / "transient", "rm\n");
+    }
+
+    // The supervisor runs here, on its own thread: QEMU dies with that thread, and so
+    // with this process however it ends.
+    supervisor = std::thread([&] {
+      StartOptions start;
+      start.foreground = true;
+      start.die_with_caller = true;
+      bool reported = false;
+      start.on_progress = [&](const nlohmann::json& message) {
+        show_progress(ctx, profile.name, message);
+        const std::string phase = message.value("phase", "");
+        if (!reported && (phase == "ready" || phase == "failed")) {
+          reported = true;
+          ready.set_value(phase == "ready" ? "" : message.value("error", "the VM failed to start"));
+        }
+      };
+      try {
+        vm.start(start);
+      } catch (const std::exception& e) {
+        if (!reported) ready.set_value(e.what());
+        reported = true;
+      }
+      if (!reported) ready.set_value("the VM stopped before it was ready");
+    });
+
+    std::string boot_error = ready.get_future().get();
+    result.boot_seconds = seconds_since(started);
+    if (!boot_error.empty()) {
+      result.message = boot_error;
+      const bool timed_out = boot_error.find("not ready after") != std::string::npos;
+      result.outcome = timed_out ? "boot-timeout" : "error";
+      result.exit_code = timed_out ? kRunTimeout : kExecFailed;
+    } else {
+      const auto command_started = std::chrono::steady_clock::now();
+      auto to_out = [&](std::string_view chunk) {
+        if (options.json) {
+          result.out.append(chunk);
+        } else {
+          ctx.out.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+          ctx.out.flush();
+          if (options.junit) result.out.append(chunk);
+        }
+      };
+      auto to_err = [&](std::string_view chunk) {
+        if (options.json) {
+          result.err.append(chunk);
+        } else {
+          ctx.err.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+          ctx.err.flush();
+          if (options.junit) result.err.append(chunk);
+        }
+      };
+      try {
+        result.exit_code = vm.exec(options.command, to_out, to_err,
+                                   std::chrono::milliseconds(static_cast<long long>(options.timeout * 1000)));
+        result.outcome = result.exit_code == 0 ? "passed" : "failed";
+      } catch (const AgentTimeout& e) {
+        result.outcome = "timeout";
+        result.exit_code = kRunTimeout;
+        result.message = e.what();
+      } catch (const std::exception& e) {
+        // The agent went away: the guest panicked, QEMU died, or we were interrupted. The
+        // supervisor knows which once it has seen QEMU exit.
+        VmStatus now = vm.status();
+        for (int i = 0; i < 200 && now.pid; ++i) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+          now = vm.status();
+        }
+        if (now.state == VmState::crashed || now.reason_code == "guest-panic") {
+          result.outcome = "crashed";
+          result.exit_code = kRunCrashed;
+          result.message = "the VM " + std::string(to_string(now.state)) + ": " + now.reason;
+        } else if (now.reason_code == "host-request") {
+          result.outcome = "interrupted";
+          result.exit_code = kRunInterrupted;
+          result.message = "interrupted";
+        } else {
+          result.message = e.what();
+        }
+      }
+      result.command_seconds = seconds_since(command_started);
+    }
+    // Stop the VM (gracefully: the agent, then the ladder) and wait for its supervisor.
+    try {
+      if (vm.status().pid) vm.down(std::chrono::seconds(30), false);
+    } catch (const std::exception&) {
+      try {
+        vm.kill();
+      } catch (const std::exception&) {
+      }
+    }
+    supervisor.join();
+    if (result.outcome == "failed" || result.outcome == "passed") {
+      // A guest that panicked right at the end still counts as a crash.
+      VmStatus end = vm.status();
+      if (end.reason_code == "guest-panic") {
+        result.outcome = "crashed";
+        result.exit_code = kRunCrashed;
+        result.message = "the guest panicked";
+      }
+    }
+    if (options.rm) inventory->remove(profile.name, true, true);
+  } catch (...) {
+    if (supervisor.joinable()) {
+      try {
+        if (!result.vm.empty()) inventory->get(result.vm).kill();
+      } catch (const std::exception&) {
+      }
+      supervisor.join();
+    }
+    if (options.rm && !result.vm.empty()) Reaper::clean_up(store, result.vm, true);
+    throw;
+  }
+
+  if (options.junit) write_junit(*options.junit, result, options.command);
+  if (options.json) {
+    ctx.out << nlohmann::json{{"vm", result.vm},
+                              {"outcome", result.outcome},
+                              {"exit_code", result.exit_code},
+                              {"stdout", result.out},
+                              {"stderr", result.err},
+                              {"message", result.message},
+                              {"boot_seconds", result.boot_seconds},
+                              {"command_seconds", result.command_seconds}}
+                   .dump()
+            << "\n";
+  } else if (!result.message.empty()) {
+    ctx.err << "qvm: error: " << result.vm << ": " << result.message << "\n";
+  }
+  return result.exit_code;
+}
+
+}  // namespace
+
+void add_run_command(CLI::App& app, Context& ctx) {
+  auto options = std::make_shared<RunOptions>();
+  auto* cmd = app.add_subcommand("run", "boot a throwaway VM, run a command in it through the guest agent, "
+                                        "stop it; the exit code is the command's");
+  cmd->add_option("PROFILE", options->profile, "profile file")->required();
+  cmd->add_option("CMD", options->command, "the command and its arguments, after --")->required();
+  cmd->add_flag("--rm", options->rm, "delete the VM and everything it created afterwards");
+  cmd->add_option("--name", options->name, "VM name (default: the profile's name plus a random suffix)");
+  cmd->add_option("--set", options->overrides, "override a profile key, e.g. --set memory=4GiB")->allow_extra_args(false);
+  cmd->add_option("--accel", options->accel, "kvm or tcg; without KVM, run refuses unless --accel tcg")
+      ->check(CLI::IsMember({"kvm", "tcg"}));
+  cmd->add_option("--timeout", options->timeout, "seconds the command may run (default 3600)")->check(CLI::PositiveNumber);
+  cmd->add_option("--boot-timeout", options->boot_timeout, "seconds to wait for the guest agent (default: the profile's)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--junit", options->junit, "write a JUnit XML report here");
+  cmd->add_flag("--json", options->json, "print one JSON result (with the command's output) instead of streaming");
+  cmd->callback([&ctx, options] {
+    ctx.action = [&ctx, options] {
+      try {
+        return run_vm(ctx, *options);
+      } catch (const ProfileError&) {
+        throw;
+      } catch (const std::exception& e) {
+        ctx.err << "qvm: error: " << e.what() << "\n";
+        return static_cast<int>(kExecFailed);
+      }
+    };
+  });
+}
+
+}  // namespace qvm::cli
