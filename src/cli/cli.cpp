@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <iostream>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/context.hpp"
@@ -74,6 +75,8 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
 }
 
 int run(int argc, char** argv) {
+  // Everything qvm and its QEMUs create (state, logs, disks, sockets) is for this user only.
+  ::umask(077);
   std::vector<std::string> args(argv + std::min(argc, 1), argv + argc);
   return run(args, std::cout, std::cerr);
 }

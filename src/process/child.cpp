@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -40,6 +41,7 @@ struct ChildSetup {
   bool new_session;
   bool die_with_parent;
   pid_t parent;
+  int umask_value;  // -1: inherit
   const std::vector<std::pair<int, int>>* inherit;
   boost::system::error_code on_setup(bp::posix::default_launcher& launcher,
                                      const bp::filesystem::path&, const char* const*) {
@@ -60,6 +62,7 @@ struct ChildSetup {
     if (new_session && ::setsid() < 0) {
       return boost::system::error_code(errno, boost::system::system_category());
     }
+    if (umask_value >= 0) ::umask(static_cast<mode_t>(umask_value));
     if (die_with_parent) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       // The parent may have died between fork and prctl.
@@ -115,9 +118,9 @@ Process Process::spawn(const SpawnOptions& options) {
     std::vector<std::string> args(options.argv.begin() + 1, options.argv.end());
     bp::process child =
         log_fd >= 0 ? bp::process(ctx, exe, args, bp::process_stdio{nullptr, log_fd, log_fd},
-                                  ChildSetup{options.new_session, options.die_with_parent, ::getpid(), &options.inherit})
+                                  ChildSetup{options.new_session, options.die_with_parent, ::getpid(), options.umask ? static_cast<int>(*options.umask) : -1, &options.inherit})
                     : bp::process(ctx, exe, args, bp::process_stdio{nullptr, nullptr, nullptr},
-                                  ChildSetup{options.new_session, options.die_with_parent, ::getpid(), &options.inherit});
+                                  ChildSetup{options.new_session, options.die_with_parent, ::getpid(), options.umask ? static_cast<int>(*options.umask) : -1, &options.inherit});
     pid = child.id();
     child.detach();
   } catch (const std::exception& e) {

@@ -27,11 +27,16 @@ struct ExitStatus {
 
 /// What to start and where its output goes.
 struct SpawnOptions {
+  SpawnOptions(std::vector<std::string> command, std::optional<std::filesystem::path> log_file = std::nullopt,
+               bool setsid = true, std::vector<std::pair<int, int>> fds = {})
+      : argv(std::move(command)), log(std::move(log_file)), new_session(setsid), inherit(std::move(fds)) {}
+
   std::vector<std::string> argv;            // argv[0]: an absolute path or a name in PATH
   std::optional<std::filesystem::path> log; // stdout and stderr appended here; else /dev/null
   bool new_session = true;                  // setsid(): the terminal's ^C does not reach it
   std::vector<std::pair<int, int>> inherit; // {target, fd}: fd becomes `target` in the child
   bool die_with_parent = false;             // SIGKILL when the spawning thread ends (PR_SET_PDEATHSIG)
+  std::optional<unsigned> umask;            // the child's file creation mask
 };
 
 /// A process watched through a pidfd, so signals never reach a recycled pid. Not copyable;

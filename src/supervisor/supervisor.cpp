@@ -195,6 +195,8 @@ struct Supervisor::Impl {
     try {
       process::SpawnOptions spawn{command.argv, paths.qemu_log(), true, {}};
       spawn.die_with_parent = options.qemu_dies_with_supervisor;
+      // QEMU's sockets, logs and snapshot overlays: read-write for this user only (0600).
+      spawn.umask = 0177;
       qemu = env.spawn(spawn);
     } catch (const std::exception& e) {
       return start_failed(e.what());

@@ -17,7 +17,7 @@ namespace qvm::testing {
 
 CommandResult run_command(const std::vector<std::string>& argv,
                           const std::map<std::string, std::string>& env, const std::string& input,
-                          std::chrono::seconds timeout) {
+                          std::chrono::milliseconds timeout) {
   int out_pipe[2], err_pipe[2], in_pipe[2];
   if (pipe2(out_pipe, O_CLOEXEC) || pipe2(err_pipe, O_CLOEXEC) || pipe2(in_pipe, O_CLOEXEC)) {
     throw std::runtime_error("pipe failed");

@@ -21,7 +21,7 @@ struct CommandResult {
 CommandResult run_command(const std::vector<std::string>& argv,
                           const std::map<std::string, std::string>& env = {},
                           const std::string& input = "",
-                          std::chrono::seconds timeout = std::chrono::seconds(120));
+                          std::chrono::milliseconds timeout = std::chrono::seconds(120));
 
 /// The qvm binary built with the tests.
 std::filesystem::path qvm_binary();
