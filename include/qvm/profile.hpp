@@ -81,6 +81,23 @@ struct Shutdown {
   friend bool operator==(const Shutdown&, const Shutdown&) = default;
 };
 
+/// A NoCloud seed for cloud-init, attached as a read-only CD-ROM labelled "cidata".
+struct CloudInit {
+  std::optional<std::string> hostname;         // unset: the VM's name ("_" becomes "-")
+  std::optional<std::string> user;             // a user to create, with sudo and the keys
+  std::vector<std::string> ssh_authorized_keys;  // for `user`, else the image's default user
+  std::optional<std::filesystem::path> user_data;  // the whole user-data; excludes the two above
+  friend bool operator==(const CloudInit&, const CloudInit&) = default;
+};
+
+/// A host folder shared with the guest over 9p (virtio-9p), mounted by tag.
+struct Share {
+  std::filesystem::path path;                  // absolute; an existing folder
+  std::string tag;                             // [A-Za-z0-9_-]{1,31}, unique per VM
+  bool readonly = false;
+  friend bool operator==(const Share&, const Share&) = default;
+};
+
 struct QemuOptions {
   std::string binary = "qemu-system-x86_64";   // a name looked up in PATH, or a path
   std::vector<std::string> extra_args;         // appended verbatim after everything qvm adds
@@ -104,6 +121,8 @@ struct Profile {
   std::optional<Boot> boot;
   std::vector<Disk> disks;
   std::vector<Net> nets;                       // no [[net]] in the file: one user-mode NIC
+  std::optional<CloudInit> cloud_init;         // unset: no seed CD-ROM
+  std::vector<Share> shares;
   Shutdown shutdown;
   QemuOptions qemu;
   friend bool operator==(const Profile&, const Profile&) = default;
@@ -138,6 +157,9 @@ class FileChecker {
   virtual ~FileChecker() = default;
   /// True if `path` names an existing file (or a symlink to one).
   virtual bool exists(const std::filesystem::path& path) const = 0;
+  /// True if `path` names an existing folder (or a symlink to one). The default asks
+  /// exists(), for checkers that do not tell files from folders.
+  virtual bool is_directory(const std::filesystem::path& path) const { return exists(path); }
 };
 
 /// The real filesystem. Thread-safe.

@@ -296,6 +296,43 @@ CommandLine build_command_line(const Profile& profile, const host::HostInfo& hos
     }
   }
 
+  // cloud-init's NoCloud seed (an ISO labelled "cidata" that the supervisor writes before
+  // each start), read-only. A CD-ROM is what cloud images look for first; it goes on the
+  // IDE/AHCI bus after the ide disks (validation keeps a slot free). microvm has no IDE,
+  // so there it is a read-only virtio disk.
+  if (profile.cloud_init) {
+    qemu.option("-blockdev", "driver=file,node-name=" + std::string(kCloudInitStorageNode) +
+                                 ",filename=" +
+                                 escape_option_value(paths.cloud_init_seed().string()) +
+                                 ",read-only=on");
+    qemu.option("-blockdev", "driver=raw,node-name=" + std::string(kCloudInitNode) +
+                                 ",file=" + std::string(kCloudInitStorageNode) + ",read-only=on");
+    const std::string common =
+        ",drive=" + std::string(kCloudInitNode) + ",id=" + std::string(kCloudInitNode);
+    if (microvm) {
+      qemu.option("-device", "virtio-blk-device" + common);
+    } else if (profile.machine == Machine::pc) {
+      qemu.option("-device", "ide-cd,bus=ide." + std::to_string(ide_index / 2) +
+                                 ",unit=" + std::to_string(ide_index % 2) + common);
+    } else {
+      qemu.option("-device", "ide-cd,bus=ide." + std::to_string(ide_index) + common);
+    }
+  }
+
+  // Shared folders over 9p. security_model=none: files the guest creates belong to the
+  // user running QEMU with the modes the guest asked for, so the host user can use them
+  // as is; the guest's chown is ignored instead of failing (passthrough would need root)
+  // and no xattrs are needed on the host filesystem (mapped-xattr would need them, and
+  // would hide the guest's modes from the host).
+  for (std::size_t i = 0; i < profile.shares.size(); ++i) {
+    const Share& share = profile.shares[i];
+    const std::string id = "share" + std::to_string(i);
+    qemu.option("-fsdev", "local,id=" + id + ",path=" + escape_option_value(share.path.string()) +
+                              ",security_model=none" + (share.readonly ? ",readonly=on" : ""));
+    qemu.option("-device", std::string(microvm ? "virtio-9p-device" : "virtio-9p-pci") +
+                               ",id=" + id + ",fsdev=" + id + ",mount_tag=" + share.tag);
+  }
+
   // Network: one backend and one NIC per [[net]], MACs stable per VM.
   std::size_t nic_index = 0;
   for (const Net& net : profile.nets) {

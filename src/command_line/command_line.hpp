@@ -55,4 +55,9 @@ std::string disk_storage_node(std::size_t index);
 /// qdev id of disk `index`'s guest device, e.g. "disk0".
 std::string disk_device_id(std::size_t index);
 
+/// QMP node name (and qdev id) of the cloud-init seed drive.
+inline constexpr std::string_view kCloudInitNode = "cloud-init";
+/// QMP node name of the cloud-init seed's file layer.
+inline constexpr std::string_view kCloudInitStorageNode = "cloud-init-storage";
+
 }  // namespace qvm

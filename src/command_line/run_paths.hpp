@@ -26,6 +26,8 @@ struct RunPaths {
   std::filesystem::path qemu_log() const { return state_dir / "qemu.log"; }
   /// The VM's private copy of the UEFI variable store.
   std::filesystem::path uefi_vars() const { return state_dir / "uefi-vars.fd"; }
+  /// The cloud-init NoCloud seed image (ISO 9660, label "cidata"), rewritten at each start.
+  std::filesystem::path cloud_init_seed() const { return state_dir / "cloud-init.iso"; }
 };
 
 }  // namespace qvm

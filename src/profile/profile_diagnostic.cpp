@@ -46,6 +46,10 @@ class RealFileChecker final : public FileChecker {
     std::error_code error;
     return std::filesystem::exists(path, error);
   }
+  bool is_directory(const std::filesystem::path& path) const override {
+    std::error_code error;
+    return std::filesystem::is_directory(path, error);
+  }
 };
 
 }  // namespace

@@ -37,9 +37,9 @@ constexpr std::string_view kNameOptionFile = "--name";
 constexpr std::string_view kNoFile = "<profile>";
 constexpr std::size_t kMaxProfileBytes = 1024 * 1024;
 
-constexpr std::array<std::string_view, 15> kTopKeys{
-    "name",  "uuid",  "memory", "cpus", "machine", "accel",    "cpu", "firmware",
-    "agent", "ready", "boot",   "disk", "net",     "shutdown", "qemu"};
+constexpr std::array<std::string_view, 17> kTopKeys{
+    "name", "uuid", "memory", "cpus",       "machine", "accel",    "cpu", "firmware", "agent",
+    "ready", "boot", "disk",  "net",  "cloud_init", "share",   "shutdown", "qemu"};
 constexpr std::array<std::string_view, 3> kReadyKeys{"serial", "agent", "timeout"};
 constexpr std::array<std::string_view, 3> kBootKeys{"kernel", "initrd", "cmdline"};
 constexpr std::array<std::string_view, 7> kDiskKeys{"path", "format",  "bus",     "cache",
@@ -48,6 +48,9 @@ constexpr std::array<std::string_view, 6> kNetKeys{"mode",  "bridge", "ifname",
                                                    "model", "mac",    "forward"};
 constexpr std::array<std::string_view, 2> kShutdownKeys{"timeout", "restart"};
 constexpr std::array<std::string_view, 3> kQemuKeys{"binary", "extra_args", "sandbox"};
+constexpr std::array<std::string_view, 4> kCloudInitKeys{"hostname", "user", "ssh_authorized_keys",
+                                                         "user_data"};
+constexpr std::array<std::string_view, 3> kShareKeys{"path", "tag", "readonly"};
 
 constexpr std::uint64_t kMinMemory = 16 * profile::kMiB;
 constexpr std::uint64_t kMaxMemory = profile::kTiB;
@@ -58,6 +61,10 @@ constexpr std::int64_t kMaxShutdownTimeout = 3600;
 constexpr std::size_t kMaxInterfaceName = 15;  // IFNAMSIZ - 1
 constexpr std::size_t kMaxIdeDisksPc = 4;      // two IDE channels, master and slave
 constexpr std::size_t kMaxIdeDisksQ35 = 6;     // the ICH9 AHCI controller's six ports
+constexpr std::size_t kMaxHostname = 253;      // RFC 1035, without the trailing dot
+constexpr std::size_t kMaxHostnameLabel = 63;
+constexpr std::size_t kMaxUserName = 32;       // useradd's limit
+constexpr std::size_t kMaxMountTag = 31;       // virtio-9p's tag field, less its terminator
 
 std::string_view type_name(const toml::node& node) {
   switch (node.type()) {
@@ -169,6 +176,69 @@ bool is_valid_interface_name(std::string_view name) {
     return c == '/' || c == ':' || c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' ||
            c == '\r';
   });
+}
+
+// RFC 1123: dot-separated labels of letters, digits and "-", not starting or ending with "-".
+bool is_valid_hostname(std::string_view name) {
+  if (name.empty() || name.size() > kMaxHostname) return false;
+  std::size_t begin = 0;
+  while (true) {
+    const std::size_t end = std::min(name.find('.', begin), name.size());
+    const std::string_view label = name.substr(begin, end - begin);
+    if (label.empty() || label.size() > kMaxHostnameLabel || label.front() == '-' ||
+        label.back() == '-') {
+      return false;
+    }
+    if (!std::all_of(label.begin(), label.end(), [](char c) { return is_alnum(c) || c == '-'; })) {
+      return false;
+    }
+    if (end == name.size()) return true;
+    begin = end + 1;
+  }
+}
+
+// Debian's default NAME_REGEX for adduser, which cloud-init's useradd also accepts.
+bool is_valid_user_name(std::string_view name) {
+  if (name.empty() || name.size() > kMaxUserName) return false;
+  const auto lower_or_underscore = [](char c) { return (c >= 'a' && c <= 'z') || c == '_'; };
+  if (!lower_or_underscore(name.front())) return false;
+  return std::all_of(name.begin(), name.end(), [&](char c) {
+    return lower_or_underscore(c) || is_digit(c) || c == '-';
+  });
+}
+
+bool is_mount_tag_character(char c) {
+  return is_alnum(c) || c == '_' || c == '-';
+}
+
+bool is_valid_mount_tag(std::string_view tag) {
+  return !tag.empty() && tag.size() <= kMaxMountTag &&
+         std::all_of(tag.begin(), tag.end(), is_mount_tag_character);
+}
+
+// The tag a share gets from its folder's name: other characters become "_", cut to fit.
+std::string default_mount_tag(const fs::path& folder, std::size_t index) {
+  std::string tag = folder.filename().string();
+  for (char& c : tag) {
+    if (!is_mount_tag_character(c)) c = '_';
+  }
+  if (tag.size() > kMaxMountTag) tag.resize(kMaxMountTag);
+  return tag.empty() ? "share" + std::to_string(index) : tag;
+}
+
+// "TYPE BASE64 [COMMENT]" with a type OpenSSH writes into .pub files.
+bool is_ssh_public_key(std::string_view key) {
+  const std::size_t space = key.find(' ');
+  if (space == std::string_view::npos || space + 1 >= key.size()) return false;
+  const std::string_view type = key.substr(0, space);
+  const bool known_type = type.starts_with("ssh-") || type.starts_with("ecdsa-sha2-") ||
+                          type.starts_with("sk-ssh-") || type.starts_with("sk-ecdsa-sha2-");
+  if (!known_type) return false;
+  const std::string_view rest = key.substr(space + 1);
+  const std::string_view data = rest.substr(0, rest.find(' '));
+  return data.size() >= 16 && std::all_of(data.begin(), data.end(), [](char c) {
+           return is_alnum(c) || c == '+' || c == '/' || c == '=';
+         });
 }
 
 bool is_unicast_mac(std::string_view mac) {
@@ -597,6 +667,10 @@ class ProfileValidator {
     }
     read_disks(top, profile);
     read_nets(top, profile);
+    if (const toml::table* cloud_init = get_table(top, "cloud_init")) {
+      profile.cloud_init = read_cloud_init(TableRef{*cloud_init, "cloud_init"}, profile);
+    }
+    read_shares(top, profile);
     if (const toml::table* shutdown = get_table(top, "shutdown")) {
       profile.shutdown = read_shutdown(TableRef{*shutdown, "shutdown"});
     }
@@ -1118,6 +1192,148 @@ class ProfileValidator {
         }
       }
       profile.nets.push_back(std::move(net));
+    }
+  }
+
+  CloudInit read_cloud_init(const TableRef& table, const Profile& profile) {
+    check_keys(table, kCloudInitKeys);
+    CloudInit cloud_init;
+    if (auto hostname = get_string(table, "hostname")) {
+      if (is_valid_hostname(*hostname)) {
+        cloud_init.hostname = *hostname;
+      } else {
+        report(*table.get("hostname"), table.path("hostname"),
+               toml_quote(*hostname) +
+                   " is not a host name; use letters, digits and \"-\" in labels of 1 to 63 "
+                   "characters separated by dots, none starting or ending with \"-\"");
+      }
+    }
+    if (auto user = get_string(table, "user")) {
+      if (*user == "root") {
+        report(*table.get("user"), table.path("user"),
+               "\"root\" exists in every image; name a new user, or leave user out to give the "
+               "keys to the image's default user");
+      } else if (is_valid_user_name(*user)) {
+        cloud_init.user = *user;
+      } else {
+        report(*table.get("user"), table.path("user"),
+               toml_quote(*user) +
+                   " is not a user name; use 1 to 32 lowercase letters, digits, \"_\" or \"-\", "
+                   "starting with a letter or \"_\"");
+      }
+    }
+    if (const toml::node* keys = table.get("ssh_authorized_keys")) {
+      if (const toml::array* array = keys->as_array()) {
+        for (std::size_t i = 0; i < array->size(); ++i) {
+          const toml::node& key_node = *array->get(i);
+          const std::string key = table.path("ssh_authorized_keys") + "[" + std::to_string(i) + "]";
+          const std::optional<std::string> text = string_value(key_node, key);
+          if (!text) continue;
+          if (is_ssh_public_key(*text)) {
+            cloud_init.ssh_authorized_keys.push_back(*text);
+          } else {
+            report(key_node, key,
+                   "is not an SSH public key; paste one line of a .pub file, such as "
+                   "\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA... me@host\"");
+          }
+        }
+      } else {
+        type_error(*keys, table.path("ssh_authorized_keys"), "array of strings");
+      }
+    }
+    if (table.get("user_data") != nullptr) {
+      if (auto user_data = get_path(table, "user_data")) {
+        if (files_.exists(*user_data)) {
+          cloud_init.user_data = *user_data;
+        } else {
+          report(*table.get("user_data"), table.path("user_data"),
+                 toml_quote(user_data->string()) + " does not exist");
+        }
+      }
+      // The file is the whole user-data: qvm would have nowhere to put these.
+      for (std::string_view key : {"user", "ssh_authorized_keys"}) {
+        if (table.get(key) == nullptr) continue;
+        diagnostics_.report(table.key_source(key), table.path(key),
+                            "cannot be combined with user_data, which is the whole user-data; "
+                            "write it in that file instead");
+      }
+    }
+    if (machine_known_ && profile.machine != Machine::microvm) {
+      const std::size_t ide_disks = static_cast<std::size_t>(
+          std::count_if(profile.disks.begin(), profile.disks.end(),
+                        [](const Disk& disk) { return disk.bus == DiskBus::ide; }));
+      const std::size_t limit = profile.machine == Machine::pc ? kMaxIdeDisksPc : kMaxIdeDisksQ35;
+      if (ide_disks >= limit) {
+        diagnostics_.report(table.table.source(), "cloud_init",
+                            "the seed CD-ROM needs an ide slot, but the " +
+                                std::to_string(ide_disks) + " ide disks fill all " +
+                                std::to_string(limit) + " of " +
+                                std::string(to_string(profile.machine)) +
+                                "; move a disk to bus = \"virtio\" or \"scsi\"");
+      }
+    }
+    return cloud_init;
+  }
+
+  void read_shares(const TableRef& top, Profile& profile) {
+    std::map<std::string, std::string> used_tags;
+    const std::vector<TableRef> tables = get_table_array(top, "share");
+    for (std::size_t index = 0; index < tables.size(); ++index) {
+      const TableRef& table = tables[index];
+      check_keys(table, kShareKeys);
+      Share share;
+      std::optional<fs::path> path;
+      if (table.get("path") == nullptr) {
+        diagnostics_.report(table.table.source(), table.path("path"),
+                            "missing; add path = \"FOLDER\", the host folder to share");
+      } else if ((path = get_path(table, "path"))) {
+        const toml::node& path_node = *table.get("path");
+        // "/srv/data/" names the folder /srv/data, whose name is the default tag.
+        if (path->filename().empty() && path->has_parent_path() && *path != path->root_path()) {
+          path = path->parent_path();
+        }
+        if (!files_.exists(*path)) {
+          report(path_node, table.path("path"),
+                 toml_quote(path->string()) + " does not exist; create the folder first");
+          path.reset();
+        } else if (!files_.is_directory(*path)) {
+          report(path_node, table.path("path"),
+                 toml_quote(path->string()) + " is not a folder; share the folder that holds it");
+          path.reset();
+        } else {
+          share.path = *path;
+        }
+      }
+      const toml::node* tag_node = table.get("tag");
+      if (tag_node != nullptr) {
+        if (auto tag = string_value(*tag_node, table.path("tag"))) {
+          if (is_valid_mount_tag(*tag)) {
+            share.tag = *tag;
+          } else {
+            report(*tag_node, table.path("tag"),
+                   toml_quote(*tag) +
+                       " is not a mount tag; use 1 to 31 letters, digits, \"_\" or \"-\"");
+          }
+        }
+      } else if (path) {
+        share.tag = default_mount_tag(*path, index);
+      }
+      if (!share.tag.empty()) {
+        auto [used, inserted] = used_tags.emplace(share.tag, table.prefix);
+        if (!inserted) {
+          if (tag_node != nullptr) {
+            report(*tag_node, table.path("tag"),
+                   toml_quote(share.tag) + " is already used by " + used->second);
+          } else {
+            report(*table.get("path"), table.path("tag"),
+                   toml_quote(share.tag) + ", the folder's name, is already the tag of " +
+                       used->second + "; set a tag such as tag = \"" +
+                       share.tag.substr(0, kMaxMountTag - 2) + "-2\"");
+          }
+        }
+      }
+      if (auto readonly = get_bool(table, "readonly")) share.readonly = *readonly;
+      profile.shares.push_back(std::move(share));
     }
   }
 

@@ -100,6 +100,24 @@ std::string to_toml(const Profile& profile) {
       out.strings("forward", rules);
     }
   }
+  if (profile.cloud_init) {
+    const CloudInit& cloud_init = *profile.cloud_init;
+    out.header("[cloud_init]");
+    if (cloud_init.hostname) out.string("hostname", *cloud_init.hostname);
+    // user_data excludes the other two keys, so they are written only without it.
+    if (cloud_init.user_data) {
+      out.path("user_data", *cloud_init.user_data);
+    } else {
+      if (cloud_init.user) out.string("user", *cloud_init.user);
+      out.strings("ssh_authorized_keys", cloud_init.ssh_authorized_keys);
+    }
+  }
+  for (const Share& share : profile.shares) {
+    out.header("[[share]]");
+    out.path("path", share.path);
+    out.string("tag", share.tag);
+    out.boolean("readonly", share.readonly);
+  }
   out.header("[shutdown]");
   out.integer("timeout", static_cast<std::uint64_t>(profile.shutdown.timeout.count()));
   out.string("restart", to_string(profile.shutdown.restart));

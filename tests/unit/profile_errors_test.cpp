@@ -20,11 +20,15 @@ namespace fs = std::filesystem;
 // The only files that exist as far as these profiles are concerned.
 class FakeFiles : public FileChecker {
  public:
-  bool exists(const fs::path& path) const override { return paths_.count(path) > 0; }
+  bool exists(const fs::path& path) const override {
+    return paths_.count(path) > 0 || folders_.count(path) > 0;
+  }
+  bool is_directory(const fs::path& path) const override { return folders_.count(path) > 0; }
 
  private:
-  std::set<fs::path> paths_{"/vm/vmlinuz", "/vm/initrd.img", "/vm/base.qcow2", "/vm/disk.qcow2",
-                            "/vm/data.img"};
+  std::set<fs::path> paths_{"/vm/vmlinuz",  "/vm/initrd.img", "/vm/base.qcow2",
+                            "/vm/disk.qcow2", "/vm/data.img",  "/vm/user-data.yaml"};
+  std::set<fs::path> folders_{"/vm", "/vm/src", "/srv/src", "/vm/cloud"};
 };
 
 struct ErrorCase {
@@ -312,7 +316,8 @@ const ErrorCase kCases[] = {
      "colour = \"red\"\n",
      {},
      "/vm/dev.toml:1:1: colour: unknown key \"colour\"; valid keys here: name, uuid, memory, cpus, "
-     "machine, accel, cpu, firmware, agent, ready, boot, disk, net, shutdown, qemu\n"
+     "machine, accel, cpu, firmware, agent, ready, boot, disk, net, cloud_init, share, shutdown, "
+     "qemu\n"
      "colour = \"red\"\n"
      "^"},
     {"TopLevelCaseOnly",
@@ -389,7 +394,8 @@ const ErrorCase kCases[] = {
      "\"a b\" = 1\n",
      {},
      "/vm/dev.toml:1:1: \"a b\": unknown key \"a b\"; valid keys here: name, uuid, memory, cpus, "
-     "machine, accel, cpu, firmware, agent, ready, boot, disk, net, shutdown, qemu\n"
+     "machine, accel, cpu, firmware, agent, ready, boot, disk, net, cloud_init, share, shutdown, "
+     "qemu\n"
      "\"a b\" = 1\n"
      "^"},
     {"MachineTypo",
@@ -1073,6 +1079,198 @@ const ErrorCase kCases[] = {
      "are explicitly prohibited in comments\n"
      "cpus = 2 # ?[31mred\n"
      "           ^"},
+    // --- [cloud_init] ---
+    {"CloudInitNotATable",
+     "cloud_init = true\n",
+     {},
+     "/vm/dev.toml:1:14: cloud_init: expected table ([cloud_init]), got boolean\n"
+     "cloud_init = true\n"
+     "             ^"},
+    {"CloudInitTypo",
+     "[cloud_init]\nhostnmae = \"box\"\n",
+     {},
+     "/vm/dev.toml:2:1: cloud_init.hostnmae: unknown key \"hostnmae\"; did you mean \"hostname\"?\n"
+     "hostnmae = \"box\"\n"
+     "^"},
+    {"CloudInitTopLevelTypo",
+     "[cloudinit]\nuser = \"me\"\n",
+     {},
+     "/vm/dev.toml:1:2: cloudinit: unknown key \"cloudinit\"; did you mean \"cloud_init\"?\n"
+     "[cloudinit]\n"
+     " ^"},
+    {"CloudInitHostnameUnderscore",
+     "[cloud_init]\nhostname = \"my_box\"\n",
+     {},
+     "/vm/dev.toml:2:12: cloud_init.hostname: \"my_box\" is not a host name; use letters, digits "
+     "and \"-\" in labels of 1 to 63 characters separated by dots, none starting or ending with "
+     "\"-\"\n"
+     "hostname = \"my_box\"\n"
+     "           ^"},
+    {"CloudInitHostnameEmptyLabel",
+     "[cloud_init]\nhostname = \"box..example.org\"\n",
+     {},
+     "/vm/dev.toml:2:12: cloud_init.hostname: \"box..example.org\" is not a host name; use letters, "
+     "digits and \"-\" in labels of 1 to 63 characters separated by dots, none starting or ending "
+     "with \"-\"\n"
+     "hostname = \"box..example.org\"\n"
+     "           ^"},
+    {"CloudInitUserUppercase",
+     "[cloud_init]\nuser = \"Alice\"\n",
+     {},
+     "/vm/dev.toml:2:8: cloud_init.user: \"Alice\" is not a user name; use 1 to 32 lowercase "
+     "letters, digits, \"_\" or \"-\", starting with a letter or \"_\"\n"
+     "user = \"Alice\"\n"
+     "       ^"},
+    {"CloudInitUserRoot",
+     "[cloud_init]\nuser = \"root\"\n",
+     {},
+     "/vm/dev.toml:2:8: cloud_init.user: \"root\" exists in every image; name a new user, or leave "
+     "user out to give the keys to the image's default user\n"
+     "user = \"root\"\n"
+     "       ^"},
+    {"CloudInitKeysNotArray",
+     "[cloud_init]\nssh_authorized_keys = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA me\"\n",
+     {},
+     "/vm/dev.toml:2:23: cloud_init.ssh_authorized_keys: expected array of strings, got string\n"
+     "ssh_authorized_keys = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA me\"\n"
+     "                      ^"},
+    {"CloudInitKeyNotAKey",
+     "[cloud_init]\nssh_authorized_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA me\", "
+     "\"~/.ssh/id_ed25519.pub\"]\n",
+     {},
+     "/vm/dev.toml:2:67: cloud_init.ssh_authorized_keys[1]: is not an SSH public key; paste one "
+     "line of a .pub file, such as \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA... me@host\"\n"
+     "ssh_authorized_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA me\", \"~/.ssh/id_ed25519.pub\"]\n"
+     "                                                                  ^"},
+    {"CloudInitKeyInteger",
+     "[cloud_init]\nssh_authorized_keys = [42]\n",
+     {},
+     "/vm/dev.toml:2:24: cloud_init.ssh_authorized_keys[0]: expected string, got integer\n"
+     "ssh_authorized_keys = [42]\n"
+     "                       ^"},
+    {"CloudInitKeyWithNewline",
+     "[cloud_init]\nssh_authorized_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA me\\nssh-rsa\"]\n",
+     {},
+     "/vm/dev.toml:2:24: cloud_init.ssh_authorized_keys[0]: contains a control character "
+     "(U+000A); remove it\n"
+     "ssh_authorized_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA me\\nssh-rsa\"]\n"
+     "                       ^"},
+    {"CloudInitUserDataMissing",
+     "[cloud_init]\nuser_data = \"cloud/user-data\"\n",
+     {},
+     "/vm/dev.toml:2:13: cloud_init.user_data: \"/vm/cloud/user-data\" does not exist\n"
+     "user_data = \"cloud/user-data\"\n"
+     "            ^"},
+    {"CloudInitUserDataEmpty",
+     "[cloud_init]\nuser_data = \"\"\n",
+     {},
+     "/vm/dev.toml:2:13: cloud_init.user_data: the path is empty\n"
+     "user_data = \"\"\n"
+     "            ^"},
+    {"CloudInitUserDataWithUserAndKeys",
+     "[cloud_init]\n"
+     "user = \"alice\"\n"
+     "ssh_authorized_keys = []\n"
+     "user_data = \"user-data.yaml\"\n",
+     {},
+     "/vm/dev.toml:2:1: cloud_init.user: cannot be combined with user_data, which is the whole "
+     "user-data; write it in that file instead\n"
+     "user = \"alice\"\n"
+     "^\n"
+     "/vm/dev.toml:3:1: cloud_init.ssh_authorized_keys: cannot be combined with user_data, which "
+     "is the whole user-data; write it in that file instead\n"
+     "ssh_authorized_keys = []\n"
+     "^"},
+    {"CloudInitNeedsAnIdeSlotOnPc",
+     "machine = \"pc\"\n"
+     "[[disk]]\npath = \"disk.qcow2\"\nbus = \"ide\"\n"
+     "[[disk]]\npath = \"base.qcow2\"\nbus = \"ide\"\n"
+     "[[disk]]\npath = \"data.img\"\nbus = \"ide\"\n"
+     "[[disk]]\npath = \"a.qcow2\"\nsize = 1\nbus = \"ide\"\n"
+     "[cloud_init]\n",
+     {},
+     "/vm/dev.toml:15:1: cloud_init: the seed CD-ROM needs an ide slot, but the 4 ide disks fill "
+     "all 4 of pc; move a disk to bus = \"virtio\" or \"scsi\"\n"
+     "[cloud_init]\n"
+     "^"},
+    {"CloudInitOverrideBadHostname",
+     "",
+     {"cloud_init.hostname=-box"},
+     "--set:1:21: cloud_init.hostname: \"-box\" is not a host name; use letters, digits and \"-\" "
+     "in labels of 1 to 63 characters separated by dots, none starting or ending with \"-\"\n"
+     "cloud_init.hostname=-box\n"
+     "                    ^"},
+    // --- [[share]] ---
+    {"ShareAsTable",
+     "[share]\npath = \"src\"\n",
+     {},
+     "/vm/dev.toml:1:1: share: expected array of tables ([[share]]), got table\n"
+     "[share]\n"
+     "^"},
+    {"SharePathMissing",
+     "[[share]]\ntag = \"code\"\n",
+     {},
+     "/vm/dev.toml:1:1: share[0].path: missing; add path = \"FOLDER\", the host folder to share\n"
+     "[[share]]\n"
+     "^"},
+    {"SharePathDoesNotExist",
+     "[[share]]\npath = \"nope\"\n",
+     {},
+     "/vm/dev.toml:2:8: share[0].path: \"/vm/nope\" does not exist; create the folder first\n"
+     "path = \"nope\"\n"
+     "       ^"},
+    {"SharePathIsAFile",
+     "[[share]]\npath = \"disk.qcow2\"\n",
+     {},
+     "/vm/dev.toml:2:8: share[0].path: \"/vm/disk.qcow2\" is not a folder; share the folder that "
+     "holds it\n"
+     "path = \"disk.qcow2\"\n"
+     "       ^"},
+    {"ShareTagWithSpace",
+     "[[share]]\npath = \"src\"\ntag = \"my code\"\n",
+     {},
+     "/vm/dev.toml:3:7: share[0].tag: \"my code\" is not a mount tag; use 1 to 31 letters, digits, "
+     "\"_\" or \"-\"\n"
+     "tag = \"my code\"\n"
+     "      ^"},
+    {"ShareTagTooLong",
+     "[[share]]\npath = \"src\"\ntag = \"" + std::string(32, 't') + "\"\n",
+     {},
+     "/vm/dev.toml:3:7: share[0].tag: \"" + std::string(32, 't') +
+         "\" is not a mount tag; use 1 to 31 letters, digits, \"_\" or \"-\"\n"
+         "tag = \"" + std::string(32, 't') + "\"\n"
+         "      ^"},
+    {"ShareTagUsedTwice",
+     "[[share]]\npath = \"src\"\ntag = \"code\"\n[[share]]\npath = \"/vm\"\ntag = \"code\"\n",
+     {},
+     "/vm/dev.toml:6:7: share[1].tag: \"code\" is already used by share[0]\n"
+     "tag = \"code\"\n"
+     "      ^"},
+    {"ShareDefaultTagsClash",
+     "[[share]]\npath = \"src\"\n[[share]]\npath = \"/srv/src\"\n",
+     {},
+     "/vm/dev.toml:4:8: share[1].tag: \"src\", the folder's name, is already the tag of share[0]; "
+     "set a tag such as tag = \"src-2\"\n"
+     "path = \"/srv/src\"\n"
+     "       ^"},
+    {"ShareReadonlyString",
+     "[[share]]\npath = \"src\"\nreadonly = \"yes\"\n",
+     {},
+     "/vm/dev.toml:3:12: share[0].readonly: expected boolean, got string\n"
+     "readonly = \"yes\"\n"
+     "           ^"},
+    {"ShareUnknownKey",
+     "[[share]]\npath = \"src\"\nmode = \"ro\"\n",
+     {},
+     "/vm/dev.toml:3:1: share[0].mode: unknown key \"mode\"; valid keys here: path, tag, readonly\n"
+     "mode = \"ro\"\n"
+     "^"},
+    {"OverrideShareMissingFolder",
+     "",
+     {"share[0].path=/no/such/folder"},
+     "--set:1:15: share[0].path: \"/no/such/folder\" does not exist; create the folder first\n"
+     "share[0].path=/no/such/folder\n"
+     "              ^"},
     {"OverrideNotUtf8",
      "cpus = 2\n",
      {"cpu=a\377b"},

@@ -16,18 +16,32 @@ namespace {
 namespace fs = std::filesystem;
 using std::chrono::seconds;
 
-// A filesystem holding only the given paths.
+// A filesystem holding only the given paths; those ending in "/" are folders.
 class FakeFiles : public FileChecker {
  public:
-  FakeFiles(std::initializer_list<fs::path> paths) : paths_(paths) {}
-  bool exists(const fs::path& path) const override { return paths_.count(path) > 0; }
+  FakeFiles(std::initializer_list<std::string> paths) {
+    for (const std::string& path : paths) {
+      if (path.ends_with('/')) {
+        folders_.insert(fs::path(path).parent_path());
+      } else {
+        files_.insert(path);
+      }
+    }
+  }
+  bool exists(const fs::path& path) const override {
+    return files_.count(path) > 0 || folders_.count(path) > 0;
+  }
+  bool is_directory(const fs::path& path) const override { return folders_.count(path) > 0; }
 
  private:
-  std::set<fs::path> paths_;
+  std::set<fs::path> files_;
+  std::set<fs::path> folders_;
 };
 
-const FakeFiles kFiles{"/vm/vmlinuz",    "/vm/initrd.img",        "/vm/base.qcow2",
-                       "/vm/disk.qcow2", "/vm/images/root.qcow2", "/srv/iso/install.img"};
+const FakeFiles kFiles{"/vm/vmlinuz",        "/vm/initrd.img",        "/vm/base.qcow2",
+                       "/vm/disk.qcow2",     "/vm/images/root.qcow2", "/srv/iso/install.img",
+                       "/vm/user-data.yaml", "/vm/src/",              "/home/me/My Project.v2/",
+                       "/srv/data/",         "/srv/other/data/",      "/vm/" + std::string(40, 'x') + "/"};
 
 Profile parse(std::string_view text, std::vector<std::string> overrides = {},
               const fs::path& origin = "/vm/dev.toml") {
@@ -98,6 +112,19 @@ mode = "tap"
 ifname = "tap7"
 model = "vmxnet3"
 
+[cloud_init]
+hostname = "full.example.org"
+user = "alice"
+ssh_authorized_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKx1 me@laptop"]
+
+[[share]]
+path = "src"
+tag = "code"
+readonly = true
+
+[[share]]
+path = "/srv/data"
+
 [shutdown]
 timeout = 30
 restart = "on-failure"
@@ -161,6 +188,15 @@ TEST(ProfileTest, FullProfileSetsEveryField) {
   EXPECT_EQ("tap7", p.nets[2].ifname);
   EXPECT_EQ("vmxnet3", p.nets[2].model);
 
+  ASSERT_TRUE(p.cloud_init);
+  EXPECT_EQ("full.example.org", p.cloud_init->hostname);
+  EXPECT_EQ("alice", p.cloud_init->user);
+  EXPECT_EQ(std::vector<std::string>{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKx1 me@laptop"},
+            p.cloud_init->ssh_authorized_keys);
+  EXPECT_EQ(std::nullopt, p.cloud_init->user_data);
+  const std::vector<Share> shares{{"/vm/src", "code", true}, {"/srv/data", "data", false}};
+  EXPECT_EQ(shares, p.shares);
+
   EXPECT_EQ(seconds(30), p.shutdown.timeout);
   EXPECT_EQ(RestartPolicy::on_failure, p.shutdown.restart);
   EXPECT_EQ("/opt/qemu/bin/qemu-system-x86_64", p.qemu.binary);
@@ -187,11 +223,69 @@ TEST(ProfileTest, EmptyProfileGetsEveryDefault) {
   EXPECT_EQ(NetMode::user, p.nets[0].mode);
   EXPECT_EQ("virtio", p.nets[0].model);
   EXPECT_TRUE(p.nets[0].forward.empty());
+  EXPECT_EQ(std::nullopt, p.cloud_init);
+  EXPECT_TRUE(p.shares.empty());
   EXPECT_EQ(seconds(60), p.shutdown.timeout);
   EXPECT_EQ(RestartPolicy::no, p.shutdown.restart);
   EXPECT_EQ("qemu-system-x86_64", p.qemu.binary);
   EXPECT_TRUE(p.qemu.extra_args.empty());
   EXPECT_TRUE(p.qemu.sandbox);
+}
+
+TEST(ProfileTest, EmptyCloudInitTableAsksForASeedWithDefaults) {
+  const Profile p = parse("[cloud_init]\n");
+  ASSERT_TRUE(p.cloud_init);
+  EXPECT_EQ(CloudInit{}, *p.cloud_init);
+  EXPECT_EQ(std::nullopt, p.cloud_init->hostname);  // the VM's name, when the seed is made
+  EXPECT_TRUE(p.cloud_init->ssh_authorized_keys.empty());
+}
+
+TEST(ProfileTest, CloudInitUserDataIsAResolvedPath) {
+  const Profile p = parse("[cloud_init]\nhostname = \"h-1\"\nuser_data = \"user-data.yaml\"\n");
+  ASSERT_TRUE(p.cloud_init);
+  EXPECT_EQ(fs::path("/vm/user-data.yaml"), p.cloud_init->user_data);
+  EXPECT_EQ("h-1", p.cloud_init->hostname);
+  EXPECT_EQ(std::nullopt, p.cloud_init->user);
+}
+
+TEST(ProfileTest, CloudInitAcceptsEveryKindOfOpenSshKey) {
+  const Profile p = parse(
+      "[cloud_init]\nuser = \"_svc-1\"\nssh_authorized_keys = [\n"
+      "  \"ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ== a b c\",\n"
+      "  \"ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTY=\",\n"
+      "  \"sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29t\",\n"
+      "]\n");
+  ASSERT_TRUE(p.cloud_init);
+  EXPECT_EQ("_svc-1", p.cloud_init->user);
+  EXPECT_EQ(3u, p.cloud_init->ssh_authorized_keys.size());
+}
+
+TEST(ProfileTest, ShareTagDefaultsToTheFolderName) {
+  const Profile p = parse("[[share]]\npath = \"/home/me/My Project.v2\"\n[[share]]\npath = \"/vm/" +
+                          std::string(40, 'x') + "/\"\n[[share]]\npath = \"src\"\n");
+  ASSERT_EQ(3u, p.shares.size());
+  EXPECT_EQ("My_Project_v2", p.shares[0].tag);
+  EXPECT_EQ(std::string(31, 'x'), p.shares[1].tag);  // cut to the 31 characters 9p allows
+  EXPECT_EQ(fs::path("/vm/" + std::string(40, 'x')), p.shares[1].path);
+  EXPECT_EQ("src", p.shares[2].tag);
+  EXPECT_FALSE(p.shares[2].readonly);
+}
+
+TEST(ProfileTest, SharesWithTheSameFolderNameNeedTheirOwnTags) {
+  const Profile p =
+      parse("[[share]]\npath = \"/srv/data\"\n[[share]]\npath = \"/srv/other/data\"\ntag = \"data-2\"\n");
+  ASSERT_EQ(2u, p.shares.size());
+  EXPECT_EQ("data", p.shares[0].tag);
+  EXPECT_EQ("data-2", p.shares[1].tag);
+}
+
+TEST(ProfileTest, OverridesAddSharesAndCloudInit) {
+  const Profile p = parse("", {"share[0].path=/srv/data", "share.0.readonly=true",
+                               "cloud_init.ssh_authorized_keys=[\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA x\"]"});
+  ASSERT_EQ(1u, p.shares.size());
+  EXPECT_EQ((Share{"/srv/data", "data", true}), p.shares[0]);
+  ASSERT_TRUE(p.cloud_init);
+  EXPECT_EQ(1u, p.cloud_init->ssh_authorized_keys.size());
 }
 
 TEST(ProfileTest, TableDefaultsApplyToEachEntry) {
@@ -499,6 +593,9 @@ TEST(ProfileTest, ToTomlRoundTripsEveryKindOfProfile) {
       "\"br0\"\n"
       "mac = \"02:00:00:00:00:01\"\n[[net]]\nmode = \"tap\"\n[[net]]\nmode = \"user\"\n"
       "[shutdown]\nrestart = \"on-failure\"\ntimeout = 3600\n",
+      "[cloud_init]\nuser_data = \"user-data.yaml\"\n[[share]]\npath = \"/srv/data\"\n",
+      "name = \"c\"\n[cloud_init]\n[[share]]\npath = \"/srv/data\"\ntag = \"t_1\"\nreadonly = true\n",
+      "[cloud_init]\nuser = \"bob\"\n",
       "[[disk]]\npath = \"a.img\"\nsize = 3\n[[disk]]\npath = \"b\"\nbacking = \"base.qcow2\"\n"
       "size = \"7T\"\nreadonly = true\nbus = \"nvme\"\n[qemu]\nextra_args = [\"-S\", \"\", "
       "\"a,b\"]\n"
@@ -664,6 +761,13 @@ TEST(ProfileTest, RealFileCheckerSeesFilesAndSymlinksWithoutThrowing) {
   EXPECT_FALSE(files.exists(dir / "dangling"));
   EXPECT_FALSE(files.exists(dir / "missing"));
   EXPECT_FALSE(files.exists(file / "child"));  // ENOTDIR, not an exception
+  fs::create_directory(dir / "folder");
+  fs::create_directory_symlink(dir / "folder", dir / "folder-link");
+  EXPECT_TRUE(files.is_directory(dir / "folder"));
+  EXPECT_TRUE(files.is_directory(dir / "folder-link"));
+  EXPECT_FALSE(files.is_directory(file));
+  EXPECT_FALSE(files.is_directory(dir / "missing"));
+  EXPECT_FALSE(files.is_directory(file / "child"));
 }
 
 }  // namespace
