@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cmath>
 #include <iostream>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,6 +14,25 @@
 namespace qvm::cli {
 
 void Context::warn(const std::string& message) const { err << "qvm: warning: " << message << "\n"; }
+
+CLI::Validator seconds_check(bool allow_zero) {
+  return CLI::Validator(
+      [allow_zero](std::string& value) -> std::string {
+        double seconds = 0;
+        std::size_t used = 0;
+        try {
+          seconds = std::stod(value, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used == 0 || used != value.size() || !std::isfinite(seconds))
+          return "\"" + value + "\" is not a number of seconds (e.g. 30 or 2.5)";
+        if (seconds < 0 || (seconds == 0 && !allow_zero))
+          return "\"" + value + "\" must be " + (allow_zero ? "zero or more" : "more than zero") + " seconds";
+        return {};
+      },
+      "SECONDS");
+}
 
 std::shared_ptr<Inventory> Context::inventory() {
   if (!inventory_) inventory_ = Inventory::open(state_dir);
@@ -38,6 +58,21 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   add_run_command(app, ctx);
   add_supervise_command(app, ctx);
 
+  // CLI11 would call an unknown command "a missing subcommand"; name it instead.
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--state-dir") {
+      ++i;
+      continue;
+    }
+    if (args[i].starts_with("-")) continue;
+    try {
+      app.get_subcommand(args[i]);
+    } catch (const CLI::OptionNotFound&) {
+      err << "qvm: error: unknown command \"" << args[i] << "\" (see qvm --help)\n";
+      return kUsage;
+    }
+    break;
+  }
   try {
     std::vector<std::string> reversed(args.rbegin(), args.rend());
     app.parse(reversed);

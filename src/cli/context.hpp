@@ -11,6 +11,7 @@
 
 namespace CLI {
 class App;
+class Validator;
 }
 
 namespace qvm::cli {
@@ -38,9 +39,12 @@ void add_up_command(CLI::App& app, Context& ctx);
 void add_lifecycle_commands(CLI::App& app, Context& ctx);   // start stop down kill pause ...
 void add_inspection_commands(CLI::App& app, Context& ctx);  // ls status logs events qmp
 void add_console_command(CLI::App& app, Context& ctx);
-void add_snapshot_command(CLI::App& app, Context& ctx);
-void add_run_command(CLI::App& app, Context& ctx);        // run: a throwaway VM for CI   // snapshot create|ls|revert|rm
+void add_snapshot_command(CLI::App& app, Context& ctx);    // snapshot create|ls|revert|rm
+void add_run_command(CLI::App& app, Context& ctx);         // run: a throwaway VM for CI
 void add_supervise_command(CLI::App& app, Context& ctx);    // hidden: the detached supervisor
+
+/// Checks a number of seconds (--timeout and friends) and says so in one line when it is not.
+CLI::Validator seconds_check(bool allow_zero = false);
 
 /// Prints a start progress message the way `up` and `start` show it.
 void show_progress(Context& ctx, const std::string& name, const nlohmann::json& message);

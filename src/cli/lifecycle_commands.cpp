@@ -47,7 +47,7 @@ void add_lifecycle_commands(CLI::App& app, Context& ctx) {
     auto timeout = std::make_shared<std::optional<double>>();
     auto foreground = std::make_shared<bool>(false);
     cmd->add_option("NAME", *name, "VM name")->required();
-    cmd->add_option("--timeout", *timeout, "seconds to wait for readiness")->check(CLI::PositiveNumber);
+    cmd->add_option("--timeout", *timeout, "seconds to wait for readiness")->check(seconds_check());
     cmd->add_flag("--foreground", *foreground, "supervise in this process until the VM stops");
     cmd->callback([&ctx, name, timeout, foreground] {
       ctx.action = [&ctx, name, timeout, foreground] {
@@ -75,7 +75,7 @@ void add_lifecycle_commands(CLI::App& app, Context& ctx) {
     auto force = std::make_shared<bool>(false);
     cmd->add_option("NAME", *name, "VM name")->required();
     cmd->add_option("--timeout", *timeout, "seconds the guest gets to shut down after the power button (default: the profile's [shutdown] timeout)")
-        ->check(CLI::NonNegativeNumber);
+        ->check(seconds_check(true));
     cmd->add_flag("--force", *force, "skip the power button: QMP quit, then signals");
     cmd->callback([&ctx, name, timeout, force] {
       ctx.action = [&ctx, name, timeout, force] {
@@ -126,7 +126,7 @@ void add_lifecycle_commands(CLI::App& app, Context& ctx) {
     auto command = std::make_shared<std::vector<std::string>>();
     auto timeout = std::make_shared<double>(3600);
     cmd->add_option("NAME", *name, "VM name")->required();
-    cmd->add_option("--timeout", *timeout, "seconds the command may run (default 3600)")->check(CLI::PositiveNumber);
+    cmd->add_option("--timeout", *timeout, "seconds the command may run (default 3600)")->check(seconds_check());
     cmd->add_option("CMD", *command, "the command and its arguments, after --")->required();
     cmd->callback([&ctx, name, command, timeout] {
       ctx.action = [&ctx, name, command, timeout] {

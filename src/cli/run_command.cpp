@@ -385,9 +385,9 @@ void add_run_command(CLI::App& app, Context& ctx) {
   cmd->add_option("--set", options->overrides, "override a profile key, e.g. --set memory=4GiB")->allow_extra_args(false);
   cmd->add_option("--accel", options->accel, "kvm or tcg; without KVM, run refuses unless --accel tcg")
       ->check(CLI::IsMember({"kvm", "tcg"}));
-  cmd->add_option("--timeout", options->timeout, "seconds the command may run (default 3600)")->check(CLI::PositiveNumber);
+  cmd->add_option("--timeout", options->timeout, "seconds the command may run (default 3600)")->check(seconds_check());
   cmd->add_option("--boot-timeout", options->boot_timeout, "seconds to wait for the guest agent (default: the profile's)")
-      ->check(CLI::PositiveNumber);
+      ->check(seconds_check());
   cmd->add_option("--junit", options->junit, "write a JUnit XML report here");
   cmd->add_flag("--json", options->json, "print one JSON result (with the command's output) instead of streaming");
   cmd->callback([&ctx, options] {

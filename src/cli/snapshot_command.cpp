@@ -3,6 +3,7 @@
 
 #include "cli/cli.hpp"
 #include "cli/context.hpp"
+#include "qvm/error.hpp"
 #include "snapshot/snapshot.hpp"
 #include "store/snapshot_meta.hpp"
 
@@ -22,6 +23,11 @@ void add_snapshot_command(CLI::App& app, Context& ctx) {
     cmd->add_option("--description", *description, "a note kept with the snapshot");
     cmd->callback([&ctx, name, snap, description] {
       ctx.action = [&ctx, name, snap, description] {
+        try {
+          snapshot::SnapshotTree::check_name(*snap);
+        } catch (const snapshot::SnapshotError& e) {
+          throw UsageError(std::string("SNAP: ") + e.what());
+        }
         SnapshotInfo info = ctx.inventory()->get(*name).snapshot_create(*snap, *description);
         ctx.out << *name << ": snapshot " << info.name << " created (" << info.vm_state << ")\n";
         return kSuccess;

@@ -163,7 +163,7 @@ void add_up_command(CLI::App& app, Context& ctx) {
       ->allow_extra_args(false);
   cmd->add_flag("--foreground", options->foreground, "supervise in this process until the VM stops");
   cmd->add_option("--timeout", options->timeout, "seconds to wait for readiness (default: the profile's)")
-      ->check(CLI::PositiveNumber);
+      ->check(seconds_check());
   cmd->add_flag("--dry-run", options->dry_run, "print the QEMU command line instead of starting");
   cmd->add_flag("--json", options->json, "with --dry-run: the command as a JSON array");
   cmd->callback([&ctx, options] {
