@@ -102,6 +102,7 @@ struct QemuOptions {
   std::string binary = "qemu-system-x86_64";   // a name looked up in PATH, or a path
   std::vector<std::string> extra_args;         // appended verbatim after everything qvm adds
   bool sandbox = true;                         // -sandbox on when the QEMU supports it
+  std::optional<std::string> user;             // -runas: QEMU drops to this user (qvm as root)
   friend bool operator==(const QemuOptions&, const QemuOptions&) = default;
 };
 

@@ -197,14 +197,17 @@ CommandLine build_command_line(const Profile& profile, const host::HostInfo& hos
   qemu.option("-display", "none");
   qemu.option("-msg", "timestamp=on");
 
-  // Seccomp: no obsolete syscalls, no setuid, no spawning (except the bridge helper), no
-  // scheduler or affinity changes.
+  // Seccomp: no obsolete syscalls, no setuid (unless QEMU must drop to [qemu] user, which
+  // needs setuid/setgid once), no spawning (except the bridge helper), no scheduler or
+  // affinity changes.
   if (profile.qemu.sandbox && host.qemu.has_sandbox) {
     bool bridged = false;
     for (const auto& net : profile.nets) bridged = bridged || net.mode == NetMode::bridge;
-    qemu.option("-sandbox", std::string("on,obsolete=deny,elevateprivileges=deny,spawn=") +
-                                (bridged ? "allow" : "deny") + ",resourcecontrol=deny");
+    qemu.option("-sandbox", std::string("on,obsolete=deny,elevateprivileges=") +
+                                (profile.qemu.user ? "allow" : "deny") +
+                                ",spawn=" + (bridged ? "allow" : "deny") + ",resourcecontrol=deny");
   }
+  if (profile.qemu.user) qemu.option("-runas", *profile.qemu.user);
   qemu.option("-pidfile", paths.qemu_pidfile().string());
   // Start with the CPUs stopped: the supervisor connects its monitor first and then sends
   // `cont`, so no event of the guest's life is missed.

@@ -109,4 +109,10 @@ std::vector<std::filesystem::path> default_firmware_descriptor_dirs();
 HostInfo probe_host(std::string_view qemu_binary, bool want_uefi, const ProgramRunner& run,
                     KvmSystem& kvm = real_kvm_system());
 
+/// Whether QEMU can drop to `user` ([qemu] user -> -runas): qvm must run as root (`euid` 0)
+/// and the user must exist (`user_exists`, getpwnam by default). Throws HostError naming
+/// the fix otherwise.
+void check_qemu_user(const std::string& user, unsigned euid,
+                     const std::function<bool(const std::string&)>& user_exists = {});
+
 }  // namespace qvm::host

@@ -1,5 +1,11 @@
 #include "host/host_info.hpp"
 
+#include <pwd.h>
+
+#include <vector>
+
+#include "qvm/error.hpp"
+
 namespace qvm::host {
 
 HostInfo probe_host(std::string_view qemu_binary, bool want_uefi, const ProgramRunner& run,
@@ -9,6 +15,26 @@ HostInfo probe_host(std::string_view qemu_binary, bool want_uefi, const ProgramR
   info.qemu = probe_qemu(qemu_binary, run);
   if (want_uefi) info.uefi = find_uefi_firmware(default_firmware_descriptor_dirs());
   return info;
+}
+
+void check_qemu_user(const std::string& user, unsigned euid,
+                     const std::function<bool(const std::string&)>& user_exists) {
+  if (euid != 0) {
+    throw HostError("qemu.user = \"" + user +
+                    "\" needs qvm to run as root (QEMU starts as root and then drops to that "
+                    "user); remove qemu.user to run QEMU as yourself");
+  }
+  const bool exists = user_exists ? user_exists(user) : [&] {
+    struct passwd entry {};
+    struct passwd* found = nullptr;
+    std::vector<char> buffer(16384);
+    return ::getpwnam_r(user.c_str(), &entry, buffer.data(), buffer.size(), &found) == 0 &&
+           found != nullptr;
+  }();
+  if (!exists) {
+    throw HostError("qemu.user = \"" + user + "\": no such user on this host; create it (adduser --system " +
+                    user + ") or name an existing one");
+  }
 }
 
 }  // namespace qvm::host

@@ -47,7 +47,7 @@ constexpr std::array<std::string_view, 7> kDiskKeys{"path", "format",  "bus",   
 constexpr std::array<std::string_view, 6> kNetKeys{"mode",  "bridge", "ifname",
                                                    "model", "mac",    "forward"};
 constexpr std::array<std::string_view, 2> kShutdownKeys{"timeout", "restart"};
-constexpr std::array<std::string_view, 3> kQemuKeys{"binary", "extra_args", "sandbox"};
+constexpr std::array<std::string_view, 4> kQemuKeys{"binary", "extra_args", "sandbox", "user"};
 constexpr std::array<std::string_view, 4> kCloudInitKeys{"hostname", "user", "ssh_authorized_keys",
                                                          "user_data"};
 constexpr std::array<std::string_view, 3> kShareKeys{"path", "tag", "readonly"};
@@ -1386,6 +1386,19 @@ class ProfileValidator {
       }
     }
     if (auto sandbox = get_bool(table, "sandbox")) qemu.sandbox = *sandbox;
+    if (auto user = get_string(table, "user")) {
+      if (*user == "root") {
+        report(*table.get("user"), table.path("user"),
+               "QEMU already runs as root without it; name an unprivileged user, e.g. \"nobody\"");
+      } else if (is_valid_user_name(*user)) {
+        qemu.user = *user;
+      } else {
+        report(*table.get("user"), table.path("user"),
+               toml_quote(*user) +
+                   " is not a user name; use 1 to 32 lowercase letters, digits, \"_\" or \"-\", "
+                   "starting with a letter or \"_\"");
+      }
+    }
     return qemu;
   }
 

@@ -125,6 +125,7 @@ std::string to_toml(const Profile& profile) {
   out.string("binary", profile.qemu.binary);
   out.strings("extra_args", profile.qemu.extra_args);
   out.boolean("sandbox", profile.qemu.sandbox);
+  if (profile.qemu.user) out.string("user", *profile.qemu.user);
   return out.take();
 }
 

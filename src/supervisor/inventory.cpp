@@ -345,7 +345,14 @@ SnapshotInfo Vm::snapshot_create(const std::string& name, const std::string& des
   store::FileLock lock = store.lock_operations(name_, "qvm snapshot create");
   VmStatus status = this->status();
   refuse_transitions(name_, status);
-  snapshot::SnapshotTree tree(store, name_, profile(), snapshot_environment(store, name_, status));
+  const Profile vm_profile = profile();
+  if (vm_profile.qemu.user && (status.state == VmState::running || status.state == VmState::paused)) {
+    throw snapshot::SnapshotError(
+        "VM \"" + name_ + "\" runs QEMU as \"" + *vm_profile.qemu.user +
+        "\" ([qemu] user), which cannot create the new overlay images in the VM's private "
+        "folder; stop it (qvm down " + name_ + ") and snapshot it offline");
+  }
+  snapshot::SnapshotTree tree(store, name_, vm_profile, snapshot_environment(store, name_, status));
   const std::string state = status.state == VmState::paused    ? "paused"
                             : status.state == VmState::running ? "running"
                                                                : "stopped";

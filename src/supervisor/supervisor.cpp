@@ -41,6 +41,7 @@ std::uint64_t size_or_zero(const fs::path& path) {
 Environment real_environment() {
   Environment env;
   env.probe_host = [](const Profile& profile) {
+    if (profile.qemu.user) host::check_qemu_user(*profile.qemu.user, ::geteuid());
     return host::probe_host(profile.qemu.binary, profile.firmware == Firmware::uefi,
                             [](const auto& argv) { return process::run_program(argv); });
   };

@@ -186,6 +186,22 @@ const ErrorCase kCases[] = {
      "/vm/dev.toml:2:11: qemu.sandbox: expected boolean, got string\n"
      "sandbox = \"yes\"\n"
      "          ^"},
+    {"QemuUserRoot",
+     "[qemu]\n"
+     "user = \"root\"\n",
+     {},
+     "/vm/dev.toml:2:8: qemu.user: QEMU already runs as root without it; name an unprivileged "
+     "user, e.g. \"nobody\"\n"
+     "user = \"root\"\n"
+     "       ^"},
+    {"QemuUserWithAComma",
+     "[qemu]\n"
+     "user = \"qemu,chroot=/\"\n",
+     {},
+     "/vm/dev.toml:2:8: qemu.user: \"qemu,chroot=/\" is not a user name; use 1 to 32 lowercase "
+     "letters, digits, \"_\" or \"-\", starting with a letter or \"_\"\n"
+     "user = \"qemu,chroot=/\"\n"
+     "       ^"},
     {"ReadonlyInteger",
      "[[disk]]\n"
      "path = \"disk.qcow2\"\n"

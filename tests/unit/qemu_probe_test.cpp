@@ -130,5 +130,31 @@ TEST(QemuProbeTest, FirmwareDescriptorWhoseFilesAreMissingIsSkipped) {
   EXPECT_EQ(firmware->code, dir / "root/usr/share/OVMF/OVMF_CODE_4M.fd");
 }
 
+TEST(QemuUserTest, NeedsRootAndAnExistingUser) {
+  const auto known = [](const std::string& user) { return user == "qemu"; };
+  EXPECT_NO_THROW(check_qemu_user("qemu", 0, known));
+  try {
+    check_qemu_user("qemu", 1000, known);
+    FAIL() << "expected HostError";
+  } catch (const HostError& e) {
+    EXPECT_STREQ(e.what(),
+                 "qemu.user = \"qemu\" needs qvm to run as root (QEMU starts as root and then "
+                 "drops to that user); remove qemu.user to run QEMU as yourself");
+  }
+  try {
+    check_qemu_user("ghost", 0, known);
+    FAIL() << "expected HostError";
+  } catch (const HostError& e) {
+    EXPECT_STREQ(e.what(),
+                 "qemu.user = \"ghost\": no such user on this host; create it (adduser --system "
+                 "ghost) or name an existing one");
+  }
+}
+
+TEST(QemuUserTest, RealLookupFindsRootAndNotANonsenseName) {
+  EXPECT_NO_THROW(check_qemu_user("root", 0));
+  EXPECT_THROW(check_qemu_user("qvm-no-such-user-x", 0), HostError);
+}
+
 }  // namespace
 }  // namespace qvm::host
