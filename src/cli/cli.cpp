@@ -56,6 +56,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   add_console_command(app, ctx);
   add_snapshot_command(app, ctx);
   add_run_command(app, ctx);
+  add_ssh_command(app, ctx);
   add_supervise_command(app, ctx);
 
   // CLI11 would call an unknown command "a missing subcommand"; name it instead.

@@ -41,6 +41,7 @@ void add_inspection_commands(CLI::App& app, Context& ctx);  // ls status logs ev
 void add_console_command(CLI::App& app, Context& ctx);
 void add_snapshot_command(CLI::App& app, Context& ctx);    // snapshot create|ls|revert|rm
 void add_run_command(CLI::App& app, Context& ctx);         // run: a throwaway VM for CI
+void add_ssh_command(CLI::App& app, Context& ctx);         // ssh through the forward to 22
 void add_supervise_command(CLI::App& app, Context& ctx);    // hidden: the detached supervisor
 
 /// Checks a number of seconds (--timeout and friends) and says so in one line when it is not.

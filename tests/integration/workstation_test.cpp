@@ -372,5 +372,35 @@ TEST_F(WorkstationIntegrationTest, MissingBridgeFailsUpWithQemusMessage) {
   EXPECT_EQ(s.value("reason_code", ""), "start-failed");
 }
 
+TEST_F(WorkstationIntegrationTest, SshGoesToTheForwardedPortWithAPerVmKnownHostsFile) {
+  QVM_REQUIRE_TEST_GUEST();
+  const std::uint16_t port = free_port();
+  up(testing::guest("sshable").toml("[[net]]\nforward = [\"udp:5353:22\", \"tcp:" + std::to_string(port) +
+                                    ":22\"]\n[cloud_init]\nuser = \"dev\"\n"));
+  // An ssh that records what it was given: qvm replaces itself with it, so its exit code
+  // is the command's.
+  const fs::path bin = dir_ / "bin";
+  dir_.write("bin/ssh", "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"" + (dir_ / "ssh-args").string() + "\"\nexit 7\n",
+             fs::perms::owner_all);
+  const std::map<std::string, std::string> env{
+      {"PATH", bin.string() + ":" + std::string(std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin")}};
+  const auto run = [&](const std::vector<std::string>& args) {
+    std::vector<std::string> argv{testing::qvm_binary().string(), "--state-dir", state_.string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return testing::run_command(argv, env);
+  };
+  CommandResult ssh = run({"ssh", "sshable", "--", "uname", "-a"});
+  EXPECT_EQ(ssh.exit_code, 7) << ssh.err;
+  const std::string state_dir = status("sshable").value("state_dir", "");
+  EXPECT_EQ(testing::read_file(dir_ / "ssh-args"),
+            "-p\n" + std::to_string(port) + "\n-o\nHostKeyAlias=qvm-sshable\n-o\nUserKnownHostsFile=" +
+                state_dir + "/known_hosts\n-o\nStrictHostKeyChecking=accept-new\ndev@127.0.0.1\nuname\n-a\n");
+
+  ASSERT_EQ(qvm({"down", "sshable"}).exit_code, 0);
+  ssh = run({"ssh", "sshable"});
+  EXPECT_EQ(ssh.exit_code, 1);
+  EXPECT_EQ(ssh.err, "qvm: error: VM \"sshable\" is stopped; start it first (qvm start sshable)\n");
+}
+
 }  // namespace
 }  // namespace qvm
