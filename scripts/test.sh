@@ -16,3 +16,12 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 cd "$qvm_root/build"
 ctest --output-on-failure -L unit -j "$(nproc)" "$@"
 ctest --output-on-failure -L integration -j 2 "$@"
+
+# ThreadSanitizer: the tests of the threaded parts (QMP and agent clients, supervisor,
+# live snapshots) in a second build that compiles only what they need. Skipped when the
+# caller picked tests with ctest arguments.
+if (($# == 0)); then
+  qvm_build_tsan
+  TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1} \
+    "$qvm_root/build-tsan/tests/qvm_thread_tests" --gtest_brief=1
+fi

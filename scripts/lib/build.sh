@@ -20,6 +20,17 @@ qvm_build() {
   cmake --build "$build" -j "$(nproc)"
 }
 
+# build-tsan/: -fsanitize=thread, only the qvm_thread_tests binary (see tests/CMakeLists.txt).
+qvm_build_tsan() {
+  local build="$qvm_root/build-tsan"
+  if [[ ! -f "$build/build.ninja" ]]; then
+    cmake -S "$qvm_root" -B "$build" -G Ninja \
+      -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" \
+      -DQVM_WERROR=ON -DQVM_SANITIZE=thread
+  fi
+  cmake --build "$build" -j "$(nproc)" --target qvm_thread_tests
+}
+
 qvm_guest() {
   "$qvm_root/scripts/make-test-guest.sh" "$qvm_root/build/test-guest"
 }
