@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <regex>
 
 #include "store/layout.hpp"
@@ -111,7 +113,16 @@ void VmStore::write_status(const VmStatus& status) const {
 FileLock VmStore::lock_operations(std::string_view name, std::string_view what) const {
   make_private_dir(vm_dir(name));
   const fs::path path = vm_dir(name) / "operation.lock";
-  auto lock = FileLock::try_acquire(path, std::string(what) + " (pid " + std::to_string(::getpid()) + ")");
+  const std::string holder_text = std::string(what) + " (pid " + std::to_string(::getpid()) + ")";
+  // A child this process forks (qemu-img, a supervisor) holds a copy of every open lock
+  // until it execs, so a lock just released by another thread can look taken for a few
+  // milliseconds, longer on a loaded host: retry briefly before calling it busy.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  auto lock = FileLock::try_acquire(path, holder_text);
+  while (!lock && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    lock = FileLock::try_acquire(path, holder_text);
+  }
   if (!lock) {
     std::string holder = FileLock::holder(path);
     throw BusyError("another qvm command is working on VM \"" + std::string(name) + "\"" +

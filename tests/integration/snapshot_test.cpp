@@ -232,7 +232,7 @@ TEST_F(SnapshotIntegrationTest, BadNamesUnknownSnapshotsAndRawDisksAreRefused) {
   QVM_REQUIRE_TEST_GUEST();
   up("picky");
   auto bad = qvm({"snapshot", "create", "picky", "../etc"});
-  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("\"../etc\" is not a snapshot name"), std::string::npos) << bad.err;
   auto unknown = qvm({"snapshot", "revert", "picky", "nope"});
   EXPECT_EQ(unknown.exit_code, 1);

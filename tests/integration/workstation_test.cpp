@@ -117,7 +117,12 @@ class WorkstationIntegrationTest : public ::testing::Test {
     std::vector<std::string> args{"up", profile(options).string()};
     for (const std::string& set : sets) args.insert(args.end(), {"--set", set});
     auto result = qvm(args);
-    ASSERT_EQ(result.exit_code, 0) << result.err;
+    if (result.exit_code != 0) {
+      // What the guest printed tells a boot hang from a slow host.
+      const std::string serial = qvm({"logs", options.name}).out;
+      FAIL() << result.err << "serial console (last 3000 bytes):\n"
+             << serial.substr(serial.size() > 3000 ? serial.size() - 3000 : 0);
+    }
   }
 
   // Runs `command` in VM `name`'s serial shell; `exit_status` gets its status.
