@@ -33,7 +33,8 @@ int dry_run(Context& ctx, const std::vector<Profile>& profiles, bool json) {
   const store::VmStore store(root, store::runtime_root(env));
   for (const Profile& profile : profiles) {
     host::HostInfo host = host::probe_host(profile.qemu.binary, profile.firmware == Firmware::uefi,
-                                           [](const auto& argv) { return process::run_program(argv); });
+                                           [](const auto& argv) { return process::run_program(argv); },
+                                           host::real_kvm_system(), store.qemu_probe_cache());
     // A defined VM keeps the UUID it was given; a new one would get the derived one.
     std::string uuid = profile.uuid.value_or("");
     if (uuid.empty()) {

@@ -94,6 +94,13 @@ QemuInfo parse_qemu_help(std::string_view help_output, const std::filesystem::pa
 /// package to install when it is missing, or when it is older than 7.2.
 QemuInfo probe_qemu(std::string_view binary, const ProgramRunner& run);
 
+/// probe_qemu, remembered in `cache_file` for the same binary (path, device, inode, size,
+/// modification time): `-help` costs 15-50 ms of every start. An unreadable, stale or
+/// corrupt cache is probed again and rewritten (best effort: a cache that cannot be
+/// written is only slower).
+QemuInfo probe_qemu(std::string_view binary, const ProgramRunner& run,
+                    const std::filesystem::path& cache_file);
+
 /// Picks a UEFI firmware from QEMU firmware descriptors (docs/interop/firmware.json) in
 /// `descriptor_dirs`, preferring plain UEFI without Secure Boot or SMM; falls back to the
 /// well-known Debian OVMF paths under `fallback_root`. nullopt if none exists.
@@ -106,8 +113,9 @@ std::vector<std::filesystem::path> default_firmware_descriptor_dirs();
 
 /// Probes KVM (through `kvm`), the QEMU binary named by a profile, and OVMF when `want_uefi`.
 /// Throws HostError when QEMU is missing or unusable; KVM problems are in the result.
+/// A non-empty `qemu_cache` remembers the QEMU probe there (see probe_qemu).
 HostInfo probe_host(std::string_view qemu_binary, bool want_uefi, const ProgramRunner& run,
-                    KvmSystem& kvm = real_kvm_system());
+                    KvmSystem& kvm = real_kvm_system(), const std::filesystem::path& qemu_cache = {});
 
 /// Whether QEMU can drop to `user` ([qemu] user -> -runas): qvm must run as root (`euid` 0)
 /// and the user must exist (`user_exists`, getpwnam by default). Throws HostError naming

@@ -9,10 +9,10 @@
 namespace qvm::host {
 
 HostInfo probe_host(std::string_view qemu_binary, bool want_uefi, const ProgramRunner& run,
-                    KvmSystem& kvm) {
+                    KvmSystem& kvm, const std::filesystem::path& qemu_cache) {
   HostInfo info;
   info.kvm = probe_kvm(kvm);
-  info.qemu = probe_qemu(qemu_binary, run);
+  info.qemu = qemu_cache.empty() ? probe_qemu(qemu_binary, run) : probe_qemu(qemu_binary, run, qemu_cache);
   if (want_uefi) info.uefi = find_uefi_firmware(default_firmware_descriptor_dirs());
   return info;
 }

@@ -8,6 +8,9 @@
 #include <string>
 #include <system_error>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "host/host_info.hpp"
 #include "qvm/error.hpp"
 
@@ -123,6 +126,66 @@ QemuInfo probe_qemu(std::string_view binary, const ProgramRunner& run) {
   if (info.major < 7 || (info.major == 7 && info.minor < 2)) {
     throw HostError("QEMU " + info.version_text + " at " + found->string() +
                     " is too old; qvm needs QEMU 7.2 or later");
+  }
+  return info;
+}
+
+namespace {
+
+// What identifies one build of QEMU at `path` without running it.
+std::string binary_identity(const fs::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return {};
+  return path.string() + ":" + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" +
+         std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+         std::to_string(st.st_mtim.tv_nsec);
+}
+
+// Only a cache this user alone could have written is believed: it decides whether QEMU
+// gets its sandbox.
+bool owned_privately(const fs::path& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0 && st.st_uid == ::geteuid() && (st.st_mode & 022) == 0;
+}
+
+}  // namespace
+
+QemuInfo probe_qemu(std::string_view binary, const ProgramRunner& run, const fs::path& cache_file) {
+  const char* path_env = std::getenv("PATH");
+  auto found = find_program(binary, path_env ? path_env : "/usr/local/bin:/usr/bin:/bin");
+  const std::string identity = found ? binary_identity(*found) : std::string();
+  if (!identity.empty() && owned_privately(cache_file) && owned_privately(cache_file.parent_path())) {
+    std::ifstream in(cache_file);
+    const auto cached = nlohmann::json::parse(in, nullptr, false);
+    if (cached.is_object() && cached.value("identity", "") == identity) {
+      try {
+        QemuInfo info;
+        info.binary = *found;
+        info.major = cached.at("major").get<int>();
+        info.minor = cached.at("minor").get<int>();
+        info.micro = cached.at("micro").get<int>();
+        info.version_text = cached.at("version").get<std::string>();
+        info.has_sandbox = cached.at("sandbox").get<bool>();
+        return info;
+      } catch (const nlohmann::json::exception&) {
+        // Not what this code writes: probe again below and replace it.
+      }
+    }
+  }
+  QemuInfo info = probe_qemu(binary, run);
+  if (!identity.empty() && identity == binary_identity(info.binary)) {
+    const nlohmann::json entry{{"identity", identity},        {"major", info.major},
+                               {"minor", info.minor},         {"micro", info.micro},
+                               {"version", info.version_text}, {"sandbox", info.has_sandbox}};
+    const fs::path temp = cache_file.string() + ".tmp" + std::to_string(::getpid());
+    std::error_code ec;
+    fs::create_directories(cache_file.parent_path(), ec);
+    {
+      std::ofstream out(temp, std::ios::trunc);
+      out << entry.dump() << "\n";
+      if (!out) ec = std::make_error_code(std::errc::io_error);
+    }
+    if (ec || ::rename(temp.c_str(), cache_file.c_str()) != 0) fs::remove(temp, ec);
   }
   return info;
 }

@@ -61,7 +61,10 @@ VmStatus VmStore::define(const Profile& profile) {
   } else if (!resolved.uuid) {
     resolved.uuid = derive_uuid(host_id(), root_, profile.name);
   }
-  write_file_atomically(dir / "profile.toml", to_toml(resolved));
+  // Re-defining with the same profile (every `qvm up` of a defined VM) writes nothing: two
+  // fsyncs and a rename are a visible part of a start.
+  const std::string text = to_toml(resolved);
+  if (read_file_if_exists(dir / "profile.toml") != text) write_file_atomically(dir / "profile.toml", text);
 
   VmStatus status = existing.value_or(VmStatus{});
   if (!existing || !fs::exists(dir / "state.json")) {
@@ -107,7 +110,10 @@ std::optional<VmStatus> VmStore::read_status(std::string_view name) const {
 }
 
 void VmStore::write_status(const VmStatus& status) const {
-  write_file_atomically(vm_dir(status.name) / "state.json", status.to_json().dump(2) + "\n");
+  const fs::path file = vm_dir(status.name) / "state.json";
+  const std::string text = status.to_json().dump(2) + "\n";
+  // Unchanged (a re-define, a repeated save): the file on disk already says it.
+  if (read_file_if_exists(file) != text) write_file_atomically(file, text);
 }
 
 FileLock VmStore::lock_operations(std::string_view name, std::string_view what) const {

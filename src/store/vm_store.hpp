@@ -27,6 +27,8 @@ class VmStore {
   VmStore(std::filesystem::path state_root, std::filesystem::path runtime_root);
 
   const std::filesystem::path& root() const { return root_; }
+  /// Where this user's QEMU probe is remembered (in the runtime root: gone after a reboot).
+  std::filesystem::path qemu_probe_cache() const { return runtime_root_ / "qemu-probe.json"; }
   /// The files of VM `name` (it need not exist).
   RunPaths paths(std::string_view name) const;
   /// Names of every defined VM, sorted.

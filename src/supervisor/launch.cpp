@@ -201,7 +201,7 @@ VmStatus start_vm(store::VmStore& store, const std::string& name, const StartOpt
       const std::string phase = message.value("phase", "");
       if (phase == "ready" || phase == "failed") lock.release();
     };
-    Supervisor supervisor(io, store, supervisor_options, real_environment());
+    Supervisor supervisor(io, store, supervisor_options, real_environment(store.qemu_probe_cache()));
     int code = supervisor.run();
     VmStatus final_status = store.read_status(name).value_or(VmStatus{});
     if (code != 0 && final_status.state == VmState::crashed) {
@@ -248,7 +248,7 @@ int run_detached_supervisor(store::VmStore& store, const std::string& name, int 
     }
   };
   try {
-    Supervisor supervisor(io, store, options, real_environment());
+    Supervisor supervisor(io, store, options, real_environment(store.qemu_probe_cache()));
     return supervisor.run();
   } catch (const std::exception& e) {
     std::string line = nlohmann::json{{"phase", "failed"}, {"error", e.what()}}.dump() + "\n";

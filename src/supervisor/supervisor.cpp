@@ -38,12 +38,13 @@ std::uint64_t size_or_zero(const fs::path& path) {
 
 }  // namespace
 
-Environment real_environment() {
+Environment real_environment(const std::filesystem::path& qemu_cache) {
   Environment env;
-  env.probe_host = [](const Profile& profile) {
+  env.probe_host = [qemu_cache](const Profile& profile) {
     if (profile.qemu.user) host::check_qemu_user(*profile.qemu.user, ::geteuid());
     return host::probe_host(profile.qemu.binary, profile.firmware == Firmware::uefi,
-                            [](const auto& argv) { return process::run_program(argv); });
+                            [](const auto& argv) { return process::run_program(argv); },
+                            host::real_kvm_system(), qemu_cache);
   };
   env.spawn = [](const process::SpawnOptions& options) { return process::Process::spawn(options); };
   env.now = [] { return std::chrono::system_clock::now(); };

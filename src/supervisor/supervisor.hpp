@@ -23,7 +23,8 @@ struct Environment {
 };
 
 /// Real host probing, real process spawning, the system clock.
-Environment real_environment();
+/// The real host; a non-empty `qemu_cache` remembers the QEMU probe there.
+Environment real_environment(const std::filesystem::path& qemu_cache = {});
 
 /// Timings of the supervisor's waits; tests shorten them.
 struct Timings {

@@ -85,6 +85,38 @@ TEST(QemuProbeTest, RunsHelpOnceAndRefusesOldQemu) {
   EXPECT_EQ(info.binary, qemu);
 }
 
+TEST(QemuProbeTest, CacheSkipsHelpForTheSameBinaryAndProbesAgainWhenItChanges) {
+  TempDir dir;
+  const fs::path qemu = dir.write("qemu-system-x86_64", "#!/bin/sh\n", fs::perms::owner_all);
+  const fs::path cache = dir / "runtime" / "qemu-probe.json";
+  int runs = 0;
+  auto help = [&](const auto&) {
+    ++runs;
+    return ProgramOutput{0, kDebianHelp};
+  };
+  const QemuInfo first = probe_qemu(qemu.string(), help, cache);
+  EXPECT_EQ(runs, 1);
+  EXPECT_TRUE(fs::exists(cache));
+  const QemuInfo second = probe_qemu(qemu.string(), help, cache);
+  EXPECT_EQ(runs, 1) << "the cache answered";
+  EXPECT_EQ(second.binary, first.binary);
+  EXPECT_EQ(second.version_text, first.version_text);
+  EXPECT_EQ(second.has_sandbox, first.has_sandbox);
+  EXPECT_EQ(second.major * 100 + second.minor, first.major * 100 + first.minor);
+
+  // An upgraded QEMU (another size) is probed again.
+  dir.write("qemu-system-x86_64", "#!/bin/sh\n# 7.2.1\n", fs::perms::owner_all);
+  probe_qemu(qemu.string(), help, cache);
+  EXPECT_EQ(runs, 2);
+  // A corrupt cache, or one others could have written, is not believed.
+  dir.write("runtime/qemu-probe.json", "{\"identity\": 3");
+  probe_qemu(qemu.string(), help, cache);
+  EXPECT_EQ(runs, 3);
+  fs::permissions(cache, fs::perms::group_write, fs::perm_options::add);
+  probe_qemu(qemu.string(), help, cache);
+  EXPECT_EQ(runs, 4);
+}
+
 constexpr const char* kPlainDescriptor = R"({
   "interface-types": ["uefi"],
   "mapping": {"device": "flash",
