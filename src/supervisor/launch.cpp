@@ -63,7 +63,10 @@ void record_created_disks(const store::VmStore& store, const std::string& name,
     if (old.is_array()) list = old;
   }
   for (const auto& path : created) {
-    if (std::find(list.begin(), list.end(), path.string()) == list.end()) list.push_back(path.string());
+    const bool known = std::any_of(list.begin(), list.end(), [&](const nlohmann::json& item) {
+      return item.is_string() && item.get_ref<const std::string&>() == path.string();
+    });
+    if (!known) list.push_back(path.string());
   }
   store::write_file_atomically(file, list.dump(2) + "\n");
 }
