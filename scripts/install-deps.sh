@@ -14,6 +14,9 @@ packages=(
   busybox-static cpio gzip xz-utils zstd
   # tests
   procps
+  # fuzzing (scripts/fuzz.sh): clang with libFuzzer and the sanitizer runtimes, and
+  # llvm-symbolizer for readable stack traces
+  clang-14 libclang-rt-14-dev llvm-14
 )
 
 missing=()

@@ -24,4 +24,6 @@ if (($# == 0)); then
   qvm_build_tsan
   TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1} \
     "$qvm_root/build-tsan/tests/qvm_thread_tests" --gtest_brief=1
+  # The four libFuzzer targets (clang, ASan+UBSan), 20 s each on their seed corpora.
+  "$qvm_root/scripts/fuzz.sh" 20
 fi

@@ -82,6 +82,7 @@ struct AgentClient::Impl {
   json status(std::int64_t pid, Clock::time_point deadline, milliseconds timeout,
               const std::vector<std::string>& argv);
   std::string decode(const json& status, const char* member, const char* command);
+  std::optional<AgentExecResult> exec_result(const json& status);
   void pause(milliseconds& interval, milliseconds limit, Clock::time_point deadline);
 
   std::filesystem::path path;
@@ -124,33 +125,17 @@ void AgentClient::Impl::sync(Clock::time_point deadline, milliseconds timeout) {
   const std::string request =
       std::string(1, kDelimiter) +
       json{{"execute", "guest-sync-delimited"}, {"arguments", {{"id", id}}}}.dump() + "\n";
-  std::string partial;
-  bool delimited = false;
+  agent::SyncReplyScanner scanner(id);
   try {
     channel->write(request, deadline, "guest-sync-delimited");
     for (;;) {
       const std::string bytes = channel->read_some(deadline, "guest-sync-delimited");
-      for (std::size_t i = 0; i < bytes.size(); ++i) {
-        const char c = bytes[i];
-        if (c == kDelimiter) {
-          delimited = true;
-          partial.clear();
-        } else if (c != '\n') {
-          // Garbage without newlines must not grow without bound; it is skipped anyway.
-          if (partial.size() <= QmpFramer::kMaxLine) partial += c;
-        } else {
-          if (!partial.empty() && partial.back() == '\r') partial.pop_back();
-          const json reply = json::parse(partial, nullptr, /*allow_exceptions=*/false);
-          partial.clear();
-          if (!delimited || !reply.is_object()) continue;
-          const auto value = reply.find("return");
-          if (value == reply.end() || *value != id) continue;
-          synced = true;
-          for (std::string& line : framer.feed(std::string_view(bytes).substr(i + 1))) {
-            lines.push_back(std::move(line));
-          }
-          return;
+      if (const std::optional<std::size_t> taken = scanner.scan(bytes)) {
+        synced = true;
+        for (std::string& line : framer.feed(std::string_view(bytes).substr(*taken))) {
+          lines.push_back(std::move(line));
         }
+        return;
       }
     }
   } catch (const AgentTimeout&) {
@@ -285,6 +270,14 @@ std::string AgentClient::Impl::decode(const json& reply, const char* member, con
   return std::move(*bytes);
 }
 
+std::optional<AgentExecResult> AgentClient::Impl::exec_result(const json& status) {
+  try {
+    return agent::parse_exec_status(status);
+  } catch (const AgentDisconnected& e) {
+    disconnect(e.what());
+  }
+}
+
 AgentClient::AgentClient(const std::filesystem::path& socket, milliseconds connect_timeout)
     : impl_(std::make_unique<Impl>(socket, connect_timeout)) {}
 
@@ -326,20 +319,8 @@ AgentExecResult AgentClient::exec(const std::vector<std::string>& argv,
   milliseconds interval = kFirstPoll;
   for (;;) {
     const json status = impl_->status(pid, deadline, options.timeout, argv);
-    if (status.value("exited", false)) {
-      AgentExecResult result;
-      if (const auto signal = status.find("signal");
-          signal != status.end() && signal->is_number_integer()) {
-        result.signal = signal->get<int>();
-        result.exit_code = 128 + *result.signal;
-      } else {
-        result.exit_code = status.value("exitcode", 0);
-      }
-      result.out = impl_->decode(status, "out-data", "guest-exec-status");
-      result.err = impl_->decode(status, "err-data", "guest-exec-status");
-      result.out_truncated = status.value("out-truncated", false);
-      result.err_truncated = status.value("err-truncated", false);
-      return result;
+    if (std::optional<AgentExecResult> result = impl_->exec_result(status)) {
+      return std::move(*result);
     }
     impl_->pause(interval, options.poll_interval, deadline);
   }
@@ -416,7 +397,8 @@ int AgentClient::exec_streaming(const std::vector<std::string>& argv,
     for (;;) {
       // Status first: once it says exited, everything the command wrote is in the files.
       const json status = impl.status(pid, deadline, timeout, argv);
-      const bool exited = status.value("exited", false);
+      const std::optional<AgentExecResult> result = impl.exec_result(status);
+      const bool exited = result.has_value();
       for (Stream& stream : streams) {
         for (int reads = 0; exited || reads < kReadsPerPoll; ++reads) {
           if (!read_chunk(stream)) break;
@@ -424,11 +406,7 @@ int AgentClient::exec_streaming(const std::vector<std::string>& argv,
       }
       if (exited) {
         clean_up();
-        if (const auto signal = status.find("signal");
-            signal != status.end() && signal->is_number_integer()) {
-          return 128 + signal->get<int>();
-        }
-        return status.value("exitcode", 0);
+        return result->exit_code;
       }
       impl.pause(interval, milliseconds(100), deadline);
     }

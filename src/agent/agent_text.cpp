@@ -2,6 +2,10 @@
 
 #include <array>
 #include <cstdint>
+#include <limits>
+
+#include "qmp/qmp_text.hpp"
+#include "qvm/qmp.hpp"
 
 namespace qvm::agent {
 namespace {
@@ -109,6 +113,97 @@ std::string streaming_script(const std::vector<std::string>& argv, std::string_v
                        "; exec";
   for (const std::string& word : argv) script += " " + sh_quote(word);
   return script;
+}
+
+std::optional<std::size_t> SyncReplyScanner::scan(std::string_view bytes) {
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    const char c = bytes[i];
+    if (c == '\xff') {
+      delimited_ = true;
+      partial_.clear();
+    } else if (c != '\n') {
+      // Garbage without newlines must not grow without bound; it is skipped anyway.
+      if (partial_.size() <= QmpFramer::kMaxLine) partial_ += c;
+    } else {
+      if (!partial_.empty() && partial_.back() == '\r') partial_.pop_back();
+      const nlohmann::json reply =
+          nlohmann::json::parse(partial_, nullptr, /*allow_exceptions=*/false);
+      partial_.clear();
+      if (!delimited_ || !reply.is_object()) continue;
+      const auto value = reply.find("return");
+      if (value == reply.end() || *value != id_) continue;
+      return i + 1;
+    }
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+[[noreturn]] void bad_status(const nlohmann::json& status, std::string_view what) {
+  throw AgentDisconnected(
+      "protocol error: guest-exec-status returned " + std::string(what) + ": " +
+      qmp::excerpt(status.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+}
+
+// The member `key` when present and not null.
+const nlohmann::json* member(const nlohmann::json& status, const char* key) {
+  const auto it = status.find(key);
+  return it == status.end() || it->is_null() ? nullptr : &*it;
+}
+
+bool flag(const nlohmann::json& status, const char* key) {
+  const nlohmann::json* value = member(status, key);
+  if (value == nullptr) return false;
+  if (!value->is_boolean()) bad_status(status, "a \"" + std::string(key) + "\" that is no boolean");
+  return value->get<bool>();
+}
+
+// nlohmann's get<int>() truncates large integers and is undefined for large floats.
+std::optional<int> small_int(const nlohmann::json& status, const char* key, std::int64_t low,
+                             std::int64_t high) {
+  const nlohmann::json* value = member(status, key);
+  if (value == nullptr) return std::nullopt;
+  const bool fits = value->is_number_unsigned()
+                        ? value->get<std::uint64_t>() <= static_cast<std::uint64_t>(high)
+                        : value->is_number_integer() && value->get<std::int64_t>() >= low &&
+                              value->get<std::int64_t>() <= high;
+  if (!fits) bad_status(status, "a \"" + std::string(key) + "\" that is no exit status");
+  return static_cast<int>(value->get<std::int64_t>());
+}
+
+std::string decode_output(const nlohmann::json& status, const char* key) {
+  const nlohmann::json* value = member(status, key);
+  if (value == nullptr) return {};
+  std::optional<std::string> bytes;
+  if (value->is_string()) bytes = base64_decode(value->get_ref<const std::string&>());
+  if (!bytes) {
+    throw AgentDisconnected(std::string("protocol error: guest-exec-status returned a \"") + key +
+                            "\" that is not base64");
+  }
+  return std::move(*bytes);
+}
+
+}  // namespace
+
+// The guest is untrusted: every member is checked before it is used, so that a malformed
+// status ends the session with a protocol error instead of a stray json exception or a
+// nonsense exit code.
+std::optional<AgentExecResult> parse_exec_status(const nlohmann::json& status) {
+  if (!status.is_object()) bad_status(status, "no object");
+  if (!flag(status, "exited")) return std::nullopt;
+  AgentExecResult result;
+  // A signal number as WTERMSIG gives it; 128 + signal stays a shell exit status.
+  result.signal = small_int(status, "signal", 1, 127);
+  result.exit_code = result.signal ? 128 + *result.signal
+                                   : small_int(status, "exitcode", std::numeric_limits<int>::min(),
+                                               std::numeric_limits<int>::max())
+                                         .value_or(0);
+  result.out = decode_output(status, "out-data");
+  result.err = decode_output(status, "err-data");
+  result.out_truncated = flag(status, "out-truncated");
+  result.err_truncated = flag(status, "err-truncated");
+  return result;
 }
 
 }  // namespace qvm::agent

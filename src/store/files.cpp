@@ -192,6 +192,13 @@ std::optional<std::chrono::system_clock::time_point> parse_time(std::string_view
   utc.tm_year -= 1900;
   utc.tm_mon -= 1;
   std::time_t seconds = timegm(&utc);
+  // system_clock counts nanoseconds in 64 bits (years 1678 to 2262); from_time_t overflows
+  // beyond that, which a corrupt state file must not reach.
+  constexpr std::time_t kLimit =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::duration::max())
+          .count() -
+      1;
+  if (seconds < -kLimit || seconds > kLimit) return std::nullopt;
   return std::chrono::system_clock::from_time_t(seconds) + std::chrono::milliseconds(millis);
 }
 

@@ -1,10 +1,31 @@
 #include "store/snapshot_meta.hpp"
 
+#include <utility>
+
 #include "qvm/error.hpp"
 #include "store/files.hpp"
 
 namespace qvm::store {
 namespace fs = std::filesystem;
+namespace {
+
+// nlohmann's get<int>() wraps integers that do not fit and is undefined behaviour for floats
+// that do not; qvm writes integers here, so anything else is a corrupt file.
+template <typename Int>
+Int read_int(const nlohmann::json& value, const char* what) {
+  std::optional<Int> result;
+  if (value.is_number_unsigned()) {
+    const auto number = value.get<std::uint64_t>();
+    if (std::in_range<Int>(number)) result = static_cast<Int>(number);
+  } else if (value.is_number_integer()) {
+    const auto number = value.get<std::int64_t>();
+    if (std::in_range<Int>(number)) result = static_cast<Int>(number);
+  }
+  if (!result) throw Error(std::string("\"") + what + "\" is not an integer in range");
+  return *result;
+}
+
+}  // namespace
 
 const SnapshotRecord* SnapshotMeta::find(const std::string& name) const {
   for (const auto& record : snapshots) {
@@ -44,9 +65,10 @@ nlohmann::json SnapshotMeta::to_json() const {
 SnapshotMeta SnapshotMeta::from_json(const nlohmann::json& json) {
   try {
     SnapshotMeta meta;
-    meta.version = json.at("version").get<int>();
+    meta.version = read_int<int>(json.at("version"), "version");
     if (json.contains("current") && !json["current"].is_null()) meta.current = json["current"].get<std::string>();
-    meta.next_sequence = json.value("next_sequence", 1u);
+    if (json.contains("next_sequence"))
+      meta.next_sequence = read_int<unsigned>(json["next_sequence"], "next_sequence");
     meta.pending = json.value("pending", nlohmann::json());
     const nlohmann::json active = json.value("active", nlohmann::json::object());
     for (const auto& [disk, path] : active.items()) {
@@ -54,7 +76,8 @@ SnapshotMeta SnapshotMeta::from_json(const nlohmann::json& json) {
     }
     const nlohmann::json overlays = json.value("overlays", nlohmann::json::object());
     for (const auto& [path, overlay] : overlays.items()) {
-      meta.overlays[path] = OverlayImage{overlay.at("backing").get<std::string>(), overlay.at("disk").get<std::size_t>()};
+      meta.overlays[path] = OverlayImage{overlay.at("backing").get<std::string>(),
+                                         read_int<std::size_t>(overlay.at("disk"), "disk")};
     }
     const nlohmann::json snapshots = json.value("snapshots", nlohmann::json::array());
     for (const auto& item : snapshots) {
@@ -65,7 +88,8 @@ SnapshotMeta SnapshotMeta::from_json(const nlohmann::json& json) {
       if (item.contains("parent") && !item["parent"].is_null()) record.parent = item["parent"].get<std::string>();
       record.vm_state = item.value("vm_state", "");
       for (const auto& disk : item.at("disks")) {
-        record.disks.push_back({disk.at("disk").get<std::size_t>(), disk.at("image").get<std::string>()});
+        record.disks.push_back(
+            {read_int<std::size_t>(disk.at("disk"), "disk"), disk.at("image").get<std::string>()});
       }
       meta.snapshots.push_back(std::move(record));
     }
@@ -78,8 +102,17 @@ SnapshotMeta SnapshotMeta::from_json(const nlohmann::json& json) {
 SnapshotMeta read_snapshot_meta(const fs::path& vm_dir) {
   auto text = read_file_if_exists(vm_dir / "snapshots.json");
   if (!text) return {};
-  auto json = nlohmann::json::parse(*text, nullptr, false);
+  // qvm writes a few levels; nlohmann copies and dumps recursively, so a corrupt file nested
+  // some ten thousand levels deep would overflow the stack instead of being refused.
+  constexpr int kMaxNesting = 64;
+  bool too_deep = false;
+  const auto depth_check = [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+    too_deep = too_deep || depth > kMaxNesting;
+    return true;
+  };
+  auto json = nlohmann::json::parse(*text, depth_check, false);
   if (json.is_discarded()) throw Error("snapshots.json in " + vm_dir.string() + " is not JSON");
+  if (too_deep) throw Error("snapshots.json in " + vm_dir.string() + " is nested too deeply");
   return SnapshotMeta::from_json(json);
 }
 

@@ -1,4 +1,5 @@
 #include <array>
+#include <utility>
 
 #include "qvm/vm.hpp"
 #include "store/files.hpp"
@@ -23,9 +24,31 @@ nlohmann::json optional_time(const std::optional<std::chrono::system_clock::time
   return value ? nlohmann::json(store::format_time(*value)) : nlohmann::json(nullptr);
 }
 
+// nlohmann's get<int>() wraps integers that do not fit and is undefined behaviour for floats
+// that do not; qvm writes integers here, so anything else is a corrupt file.
+template <typename Int>
+Int read_int(const nlohmann::json& json, const char* key) {
+  const nlohmann::json& value = json.at(key);
+  std::optional<Int> result;
+  if (value.is_number_unsigned()) {
+    const auto number = value.get<std::uint64_t>();
+    if (std::in_range<Int>(number)) result = static_cast<Int>(number);
+  } else if (value.is_number_integer()) {
+    const auto number = value.get<std::int64_t>();
+    if (std::in_range<Int>(number)) result = static_cast<Int>(number);
+  }
+  if (!result) throw Error(std::string("state: \"") + key + "\" is not an integer in range");
+  return *result;
+}
+
+template <typename Int>
+Int read_int(const nlohmann::json& json, const char* key, Int absent) {
+  return json.contains(key) ? read_int<Int>(json, key) : absent;
+}
+
 std::optional<int> read_optional_int(const nlohmann::json& json, const char* key) {
   if (!json.contains(key) || json.at(key).is_null()) return std::nullopt;
-  return json.at(key).get<int>();
+  return read_int<int>(json, key);
 }
 
 std::optional<std::chrono::system_clock::time_point> read_optional_time(const nlohmann::json& json,
@@ -110,10 +133,10 @@ VmStatus VmStatus::from_json(const nlohmann::json& json) {
     status.exit_code = read_optional_int(json, "exit_code");
     status.exit_signal = read_optional_int(json, "exit_signal");
     status.ready = json.value("ready", false);
-    status.restarts = json.value("restarts", 0);
+    status.restarts = read_int(json, "restarts", 0);
     status.last_down_step = json.value("last_down_step", "");
-    status.memory_mib = json.value("memory_mib", std::uint64_t{0});
-    status.cpus = json.value("cpus", 0u);
+    status.memory_mib = read_int(json, "memory_mib", std::uint64_t{0});
+    status.cpus = read_int(json, "cpus", 0u);
     status.state_dir = json.value("state_dir", "");
     status.runtime_dir = json.value("runtime_dir", "");
     return status;
