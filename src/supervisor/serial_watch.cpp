@@ -6,10 +6,6 @@
 
 namespace qvm::supervisor {
 namespace asio = boost::asio;
-namespace {
-// A pattern is meant to match a line or two; a bounded window keeps each search cheap.
-constexpr std::size_t kWindow = 64 * 1024;
-}  // namespace
 
 SerialWatch::SerialWatch(asio::io_context& io, std::filesystem::path file, std::uint64_t offset,
                          std::regex pattern, std::function<void(const std::string&)> on_match)
@@ -72,21 +68,35 @@ void SerialWatch::check() {
     ssize_t n = ::pread(fd, buffer, sizeof buffer, static_cast<off_t>(offset_));
     if (n <= 0) break;
     offset_ += static_cast<std::uint64_t>(n);
-    window_.append(buffer, static_cast<std::size_t>(n));
     grew = true;
+    std::string_view chunk(buffer, static_cast<std::size_t>(n));
+    for (;;) {
+      const std::size_t newline = chunk.find('\n');
+      line_.append(chunk.substr(0, newline));
+      if (line_.size() > kMaxLine) line_.erase(0, line_.size() - kMaxLine);
+      if (newline == std::string_view::npos) break;
+      if (search_line()) {
+        ::close(fd);
+        return;
+      }
+      line_.clear();
+      chunk.remove_prefix(newline + 1);
+    }
   }
   ::close(fd);
-  if (!grew) return;
-  if (window_.size() > kWindow) window_.erase(0, window_.size() - kWindow);
+  if (grew && !line_.empty()) search_line();
+}
+
+bool SerialWatch::search_line() {
   std::smatch match;
-  if (std::regex_search(window_, match, pattern_)) {
-    done_ = true;
-    std::string matched = match.str();
-    boost::system::error_code ignored;
-    inotify_.close(ignored);
-    timer_.cancel();
-    on_match_(matched);
-  }
+  if (!std::regex_search(line_, match, pattern_)) return false;
+  done_ = true;
+  std::string matched = match.str();
+  boost::system::error_code ignored;
+  inotify_.close(ignored);
+  timer_.cancel();
+  on_match_(matched);
+  return true;
 }
 
 }  // namespace qvm::supervisor

@@ -12,10 +12,15 @@
 namespace qvm::supervisor {
 
 /// Watches a growing log file (the serial console log QEMU appends to) from `offset` on, and
-/// calls `on_match` once when `pattern` matches what was appended. Wakes on inotify, with a
-/// slow timer as a safety net. Single-threaded on `io`; destroying it cancels the watch.
+/// calls `on_match` once when `pattern` matches a line appended to it (or the unfinished last
+/// line, so a prompt without a newline matches too). Only the last kMaxLine bytes of a line
+/// are searched: std::regex recurses per character, and the guest decides how long a line
+/// is. Wakes on inotify, with a slow timer as a safety net. Single-threaded on `io`;
+/// destroying it cancels the watch.
 class SerialWatch {
  public:
+  static constexpr std::size_t kMaxLine = 4096;
+
   SerialWatch(boost::asio::io_context& io, std::filesystem::path file, std::uint64_t offset,
               std::regex pattern, std::function<void(const std::string& matched)> on_match);
   ~SerialWatch();
@@ -26,12 +31,14 @@ class SerialWatch {
   void arm_inotify();
   void arm_timer();
   void check();
+  // Searches line_; on a match finishes the watch, calls on_match_ and returns true.
+  bool search_line();
 
   std::filesystem::path file_;
   std::uint64_t offset_;
   std::regex pattern_;
   std::function<void(const std::string&)> on_match_;
-  std::string window_;  // the tail of what was read, where the pattern is searched
+  std::string line_;  // the line being read (its last kMaxLine bytes), where the pattern is searched
   boost::asio::posix::stream_descriptor inotify_;
   boost::asio::steady_timer timer_;
   char events_[4096];
