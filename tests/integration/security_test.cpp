@@ -3,6 +3,7 @@
 // before anything starts.
 #include <gtest/gtest.h>
 #include <pwd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -87,6 +88,56 @@ TEST_F(SecurityIntegrationTest, AnUnknownUserStartsNothing) {
   const auto status = nlohmann::json::parse(qvm({"status", "dropped", "--json"}).out);
   EXPECT_NE(status.value("state", ""), "running") << status.dump();
   EXPECT_TRUE(status["pid"].is_null()) << status.dump();
+}
+
+TEST_F(SecurityIntegrationTest, AnOrdinaryUserRunsTheWholeLifecycle) {
+  QVM_REQUIRE_TEST_GUEST();
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to become another user; this test runs as uid " << ::geteuid();
+  const struct passwd* nobody = ::getpwnam("nobody");
+  ASSERT_NE(nobody, nullptr);
+  // A folder of nobody's own, outside the root-only test folder.
+  std::string pattern = "/tmp/qvm-user-test.XXXXXX";
+  ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+  const fs::path home = pattern;
+  ASSERT_EQ(::chown(home.c_str(), nobody->pw_uid, nobody->pw_gid), 0);
+  struct Cleanup {
+    fs::path path;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(path, ec);
+    }
+  } cleanup{home};
+  testing::GuestProfile options = testing::guest("mine");
+  const fs::path written = testing::write_guest_profile(dir_, options);
+  const fs::path profile = home / "mine.toml";
+  fs::copy_file(written, profile);
+  ASSERT_EQ(::chown(profile.c_str(), nobody->pw_uid, nobody->pw_gid), 0);
+
+  const std::string uid = std::to_string(nobody->pw_uid);
+  const std::string gid = std::to_string(nobody->pw_gid);
+  const auto as_nobody = [&](const std::vector<std::string>& args) {
+    std::vector<std::string> argv{"setpriv", "--reuid=" + uid, "--regid=" + gid, "--clear-groups", "--",
+                                  testing::qvm_binary().string(), "--state-dir", (home / "state").string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return testing::run_command(argv, {{"HOME", home.string()}, {"XDG_RUNTIME_DIR", ""}}, "", 240s);
+  };
+  CommandResult up = as_nobody({"up", profile.string()});
+  ASSERT_EQ(up.exit_code, 0) << up.err;
+  const auto status = nlohmann::json::parse(as_nobody({"status", "mine", "--json"}).out);
+  ASSERT_EQ(status.value("state", ""), "running") << status.dump();
+  EXPECT_EQ(uid_of(status["pid"].get<int>()), static_cast<long>(nobody->pw_uid));
+  EXPECT_EQ(uid_of(status["supervisor_pid"].get<int>()), static_cast<long>(nobody->pw_uid));
+  EXPECT_EQ(as_nobody({"pause", "mine"}).exit_code, 0);
+  EXPECT_EQ(as_nobody({"resume", "mine"}).exit_code, 0);
+  CommandResult down = as_nobody({"down", "mine"});
+  EXPECT_EQ(down.exit_code, 0) << down.err;
+  EXPECT_NE(down.out.find("ACPI power button"), std::string::npos) << down.out;
+  // Everything it made belongs to nobody and is private.
+  struct stat st {};
+  ASSERT_EQ(::stat((home / "state" / "vms" / "mine" / "state.json").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, nobody->pw_uid);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(as_nobody({"rm", "mine"}).exit_code, 0);
 }
 
 }  // namespace
