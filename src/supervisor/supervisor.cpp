@@ -3,7 +3,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/signal_set.hpp>
+#include <cctype>
 #include <boost/asio/steady_timer.hpp>
 #include <fstream>
 #include <regex>
@@ -90,6 +92,8 @@ struct Supervisor::Impl {
   bool panicked = false;
   bool start_reported = false;
   std::optional<std::string> start_error;  // this run failed to start, and why
+  bool run_uses_kvm = false;               // this run's QEMU was started with -accel kvm
+  std::optional<std::string> kvm_broken;   // accel = "auto": KVM opened, but QEMU died on it
 
   // The shutdown ladder.
   StopIntent intent = StopIntent::none;
@@ -178,6 +182,11 @@ struct Supervisor::Impl {
     CommandLine command;
     try {
       host::HostInfo host = env.probe_host(profile);
+      if (kvm_broken && profile.accel == Accel::automatic) {
+        host.kvm.usable = false;
+        host.kvm.problem = *kvm_broken;
+        host.kvm.hint = "set accel = \"kvm\" to see the failure instead";
+      }
       command = build_command_line(with_active_images(profile), host, paths, status.uuid);
       clear_runtime_dir();
       if (profile.firmware == Firmware::uefi && !fs::exists(paths.uefi_vars())) {
@@ -207,6 +216,7 @@ struct Supervisor::Impl {
     run_started = Clock::now();
     status.pid = qemu->pid();
     status.accel = command.accel == Accel::kvm ? "kvm" : "tcg";
+    run_uses_kvm = command.accel == Accel::kvm;
     save();
     journal("QVM_START", {{"pid", qemu->pid()}, {"argv", command.argv}});
     exit_watch = std::make_unique<process::ExitWatcher>(
@@ -512,6 +522,28 @@ struct Supervisor::Impl {
     qemu.reset();
 
     ExitReason why = classify_exit(intent, shutdown_event, panicked, exit);
+    // accel = "auto" chose KVM because /dev/kvm answered, but QEMU died on it before the
+    // guest ran (seen with nested KVM that refuses the host CPU's MSRs): "auto" means the
+    // best accelerator that works, so start once more under TCG and say why.
+    if (run_uses_kvm && !kvm_broken && profile.accel == Accel::automatic && !status.ready &&
+        !start_reported && !start_error && intent == StopIntent::none) {
+      const std::string log = tail_since(paths.qemu_log(), qemu_log_offset, 8);
+      std::string lower = log;
+      std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+      if (lower.find("kvm") != std::string::npos) {
+        std::string first = log.substr(0, log.find('\n'));
+        if (const auto error = first.find("error: "); error != std::string::npos) first = first.substr(error + 7);
+        kvm_broken = "QEMU " + exit.describe() + " on it: " + first;
+        journal("QVM_KVM_FALLBACK", {{"status", exit.describe()}, {"log", log}});
+        // From a fresh handler, as a restart does: the old run's watchers may still have
+        // completions queued.
+        restart_timer.expires_after(milliseconds(0));
+        restart_timer.async_wait([this](boost::system::error_code ec) {
+          if (!ec && !finished) launch();
+        });
+        return;
+      }
+    }
     if (start_error) {
       why = {VmState::crashed, "start failed: " + *start_error, "start-failed"};
     } else if (!status.ready && !start_reported && why.reason_code != "host-request" &&

@@ -32,6 +32,12 @@ class EverythingExists : public FileChecker {
 const std::vector<std::string> kExitsOnTerm = {"sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done"};
 const std::vector<std::string> kIgnoresTerm = {"sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"};
 const std::vector<std::string> kFailsAtOnce = {"sh", "-c", "echo 'qemu: -device nope: no such device' >&2; exit 1"};
+// What QEMU does on a nested KVM that refuses the host CPU's MSRs.
+const std::vector<std::string> kAbortsOnKvm = {
+    "sh", "-c",
+    "echo '2026-11-29T23:06:58.079140Z qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69' >&2; "
+    "echo 'qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertion failed.' >&2; "
+    "kill -ABRT $$"};
 
 class SupervisorTest : public ::testing::Test {
  protected:
@@ -43,16 +49,22 @@ class SupervisorTest : public ::testing::Test {
 
   Environment environment() {
     Environment env;
-    env.probe_host = [](const Profile&) {
+    env.probe_host = [this](const Profile&) {
       host::HostInfo host;
-      host.kvm.problem = "/dev/kvm does not exist";
-      host.kvm.hint = "load the kvm module";
+      host.kvm.usable = kvm_usable_;
+      host.kvm.api_version = kvm_usable_ ? 12 : 0;
+      if (!kvm_usable_) {
+        host.kvm.problem = "/dev/kvm does not exist";
+        host.kvm.hint = "load the kvm module";
+      }
       host.qemu.binary = "/usr/bin/qemu-system-x86_64";
       return host;
     };
     env.spawn = [this](const process::SpawnOptions& options) {
       std::lock_guard guard(mutex_);
       argvs_.push_back(options.argv);
+      const bool kvm = std::find(options.argv.begin(), options.argv.end(), "kvm") != options.argv.end();
+      if (kvm && !kvm_qemu_.empty()) return process::Process::spawn({kvm_qemu_, options.log, true, {}});
       // The monitor socket QEMU would create is the fake server's.
       fs::create_symlink(server_->socket_path(), store_.paths("sup").supervisor_qmp());
       return process::Process::spawn({fake_qemu_, options.log, true, {}});
@@ -128,6 +140,8 @@ class SupervisorTest : public ::testing::Test {
   store::VmStore store_{dir_ / "state", dir_ / "run"};
   std::unique_ptr<FakeQmpServer> server_ = std::make_unique<FakeQmpServer>();
   std::vector<std::string> fake_qemu_ = kExitsOnTerm;
+  bool kvm_usable_ = false;               // what the fake host probe says of KVM
+  std::vector<std::string> kvm_qemu_;     // when set, the QEMU that runs with -accel kvm
   std::mutex mutex_;
   std::vector<std::vector<std::string>> argvs_;
   std::vector<nlohmann::json> notices_;
@@ -288,6 +302,47 @@ TEST_F(SupervisorTest, QemuThatDiesDuringStartFailsTheStartWithItsLog) {
   VmStatus s = *store_.read_status("sup");
   EXPECT_EQ(s.state, VmState::crashed);
   EXPECT_EQ(s.reason_code, "start-failed");
+}
+
+TEST_F(SupervisorTest, AutoAccelFallsBackToTcgOnceWhenQemuDiesOnKvm) {
+  define();
+  kvm_usable_ = true;
+  kvm_qemu_ = kAbortsOnKvm;
+  server_->expect("cont");
+  start();
+  ASSERT_TRUE(testing::eventually([&] { return notified("ready"); }, 10s));
+  {
+    std::lock_guard guard(mutex_);
+    ASSERT_EQ(argvs_.size(), 2u);
+    EXPECT_NE(std::find(argvs_[0].begin(), argvs_[0].end(), "kvm"), argvs_[0].end());
+    EXPECT_NE(std::find(argvs_[1].begin(), argvs_[1].end(), "tcg"), argvs_[1].end());
+    std::string warning;
+    for (const auto& n : notices_) {
+      if (n.value("phase", "") == "warning") warning = n.value("message", "");
+    }
+    EXPECT_NE(warning.find("KVM is not usable (QEMU killed by signal 6 (SIGABRT) on it: failed to set MSR "
+                           "0x10a to 0x69)"),
+              std::string::npos)
+        << warning;
+  }
+  EXPECT_EQ(status().accel, "tcg");
+  EXPECT_EQ(status().state, VmState::running);
+  EXPECT_TRUE(journal_has("QVM_KVM_FALLBACK"));
+  ::kill(*status().pid, SIGKILL);
+  finish();
+}
+
+TEST_F(SupervisorTest, KvmStatedInTheProfileNeverFallsBack) {
+  define("accel = \"kvm\"\n");
+  kvm_usable_ = true;
+  kvm_qemu_ = kAbortsOnKvm;
+  server_.reset();
+  server_ = std::make_unique<FakeQmpServer>(FakeQmpServer::Options().without_greeting());
+  start();
+  EXPECT_EQ(finish(), 1);
+  std::lock_guard guard(mutex_);
+  EXPECT_EQ(argvs_.size(), 1u);
+  EXPECT_EQ(store_.read_status("sup")->reason, "start failed: QEMU killed by signal 6 (SIGABRT)");
 }
 
 TEST_F(SupervisorTest, GuestPanicIsACrashOfItsOwnKind) {
