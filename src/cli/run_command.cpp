@@ -176,6 +176,8 @@ Profile transient_profile(Profile profile, const RunOptions& options, const stor
       throw HostError("KVM is not usable: " + kvm.problem + "; " + kvm.hint +
                       ". To run under TCG emulation anyway (much slower), pass --accel tcg");
     }
+    // Stated, so that a QEMU dying on KVM fails the run instead of falling back to TCG.
+    profile.accel = Accel::kvm;
   }
   // The command runs through the guest agent, so the VM is ready once the agent answers.
   profile.agent = true;
