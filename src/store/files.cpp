@@ -34,7 +34,8 @@ void write_all(int fd, std::string_view data, const fs::path& path) {
 
 }  // namespace
 
-void write_file_atomically(const fs::path& path, std::string_view content, fs::perms perms) {
+void write_file_atomically(const fs::path& path, std::string_view content, fs::perms perms,
+                           Durability durability) {
   fs::path temp = path;
   temp += ".tmp." + std::to_string(::getpid());
   int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
@@ -42,7 +43,7 @@ void write_file_atomically(const fs::path& path, std::string_view content, fs::p
   if (fd < 0) fail("cannot create", temp, errno);
   try {
     write_all(fd, content, temp);
-    if (::fsync(fd) != 0) fail("cannot fsync", temp, errno);
+    if (durability == Durability::durable && ::fsync(fd) != 0) fail("cannot fsync", temp, errno);
   } catch (...) {
     ::close(fd);
     ::unlink(temp.c_str());
@@ -55,6 +56,7 @@ void write_file_atomically(const fs::path& path, std::string_view content, fs::p
     fail("cannot replace", path, err);
   }
   // The rename is durable only once the folder itself is on disk.
+  if (durability != Durability::durable) return;
   int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir >= 0) {
     ::fsync(dir);

@@ -7,12 +7,17 @@
 
 namespace qvm::store {
 
+/// How much a write must survive: any process crash (`atomic`: temp file and rename), or
+/// also a power loss (`durable`: fsync of the file before and of its folder after).
+enum class Durability { atomic, durable };
+
 /// Replaces `path` with `content` so that readers see the old or the new file, never a
 /// mix, even across a crash: temp file in the same folder, fsync, rename, fsync folder.
 /// Throws qvm::Error with the path and the OS reason.
 void write_file_atomically(const std::filesystem::path& path, std::string_view content,
                            std::filesystem::perms perms = std::filesystem::perms::owner_read |
-                                                          std::filesystem::perms::owner_write);
+                                                          std::filesystem::perms::owner_write,
+                           Durability durability = Durability::durable);
 
 /// The whole file, or nullopt if it does not exist. Throws qvm::Error on other failures.
 std::optional<std::string> read_file_if_exists(const std::filesystem::path& path);

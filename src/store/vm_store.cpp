@@ -113,7 +113,13 @@ void VmStore::write_status(const VmStatus& status) const {
   const fs::path file = vm_dir(status.name) / "state.json";
   const std::string text = status.to_json().dump(2) + "\n";
   // Unchanged (a re-define, a repeated save): the file on disk already says it.
-  if (read_file_if_exists(file) != text) write_file_atomically(file, text);
+  // A running VM does not outlive a power loss, and after one reconcile_status finds it
+  // vanished whatever the file says; only the states a VM rests in must reach the disk.
+  const bool resting = status.state == VmState::stopped || status.state == VmState::crashed;
+  if (read_file_if_exists(file) != text) {
+    write_file_atomically(file, text, fs::perms::owner_read | fs::perms::owner_write,
+                          resting ? Durability::durable : Durability::atomic);
+  }
 }
 
 FileLock VmStore::lock_operations(std::string_view name, std::string_view what) const {
