@@ -1,26 +1,16 @@
 #include "store/snapshot_meta.hpp"
 
-#include <utility>
-
 #include "qvm/error.hpp"
 #include "store/files.hpp"
+#include "store/json_int.hpp"
 
 namespace qvm::store {
 namespace fs = std::filesystem;
 namespace {
 
-// nlohmann's get<int>() wraps integers that do not fit and is undefined behaviour for floats
-// that do not; qvm writes integers here, so anything else is a corrupt file.
 template <typename Int>
 Int read_int(const nlohmann::json& value, const char* what) {
-  std::optional<Int> result;
-  if (value.is_number_unsigned()) {
-    const auto number = value.get<std::uint64_t>();
-    if (std::in_range<Int>(number)) result = static_cast<Int>(number);
-  } else if (value.is_number_integer()) {
-    const auto number = value.get<std::int64_t>();
-    if (std::in_range<Int>(number)) result = static_cast<Int>(number);
-  }
+  const std::optional<Int> result = json_int<Int>(value);
   if (!result) throw Error(std::string("\"") + what + "\" is not an integer in range");
   return *result;
 }

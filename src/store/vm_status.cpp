@@ -1,8 +1,8 @@
 #include <array>
-#include <utility>
 
 #include "qvm/vm.hpp"
 #include "store/files.hpp"
+#include "store/json_int.hpp"
 
 namespace qvm {
 namespace {
@@ -24,19 +24,9 @@ nlohmann::json optional_time(const std::optional<std::chrono::system_clock::time
   return value ? nlohmann::json(store::format_time(*value)) : nlohmann::json(nullptr);
 }
 
-// nlohmann's get<int>() wraps integers that do not fit and is undefined behaviour for floats
-// that do not; qvm writes integers here, so anything else is a corrupt file.
 template <typename Int>
 Int read_int(const nlohmann::json& json, const char* key) {
-  const nlohmann::json& value = json.at(key);
-  std::optional<Int> result;
-  if (value.is_number_unsigned()) {
-    const auto number = value.get<std::uint64_t>();
-    if (std::in_range<Int>(number)) result = static_cast<Int>(number);
-  } else if (value.is_number_integer()) {
-    const auto number = value.get<std::int64_t>();
-    if (std::in_range<Int>(number)) result = static_cast<Int>(number);
-  }
+  const std::optional<Int> result = store::json_int<Int>(json.at(key));
   if (!result) throw Error(std::string("state: \"") + key + "\" is not an integer in range");
   return *result;
 }
