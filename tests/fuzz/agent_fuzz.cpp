@@ -24,7 +24,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <typeinfo>
 #include <vector>
 
 #include "agent/agent_text.hpp"
@@ -37,6 +36,7 @@ namespace {
 
 using nlohmann::json;
 using qvm::fuzz::finding;
+using qvm::fuzz::guarded;
 
 constexpr std::string_view kTarget = "agent_fuzz";
 // The id of our guest-sync-delimited; the client draws one at random, the seeds use this one.
@@ -202,16 +202,6 @@ void check_reply(const std::string& line) {
   }
 }
 
-// Runs `body`; an exception of any other type than those the API documents is a finding.
-template <typename Body>
-void guarded(const char* what, Body&& body) {
-  try {
-    body();
-  } catch (const std::exception& error) {
-    finding(kTarget, std::string(what) + " threw " + typeid(error).name(), error.what());
-  }
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -219,7 +209,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const qvm::fuzz::SplitStream input = qvm::fuzz::read_split_stream(bytes);
 
   Session first;
-  guarded("reading the agent's stream", [&] {
+  guarded(kTarget, "reading the agent's stream", [&] {
     const auto splits = qvm::fuzz::splits_for(input);
     first = read_session(input.stream, splits.front());
     for (std::size_t i = 1; i < splits.size(); ++i) {
@@ -233,10 +223,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     if (first.synced_at) check_sync_reply(input.stream, *first.synced_at);
   });
-  guarded("reading the agent's replies", [&] {
+  guarded(kTarget, "reading the agent's replies", [&] {
     for (const std::string& line : first.lines) check_reply(line);
   });
-  guarded("base64", [&] {
+  guarded(kTarget, "base64", [&] {
     if (qvm::agent::base64_decode(qvm::agent::base64_encode(input.stream)) != input.stream) {
       finding(kTarget, "base64_encode then base64_decode changed the bytes");
     }

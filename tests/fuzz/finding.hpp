@@ -4,8 +4,10 @@
 // ("<target>: <what>: <detail>"), then abort(), so libFuzzer saves the input as a crash.
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <string>
 #include <string_view>
+#include <typeinfo>
 
 namespace qvm::fuzz {
 
@@ -20,6 +22,17 @@ namespace qvm::fuzz {
   }
   std::fprintf(stderr, "%s\n", line.c_str());
   std::abort();
+}
+
+/// Runs `body`; an exception that escapes it is a finding: the code under test throws only
+/// the types the caller catches inside `body`.
+template <typename Body>
+void guarded(std::string_view target, const char* what, Body&& body) {
+  try {
+    body();
+  } catch (const std::exception& error) {
+    finding(target, std::string(what) + " threw " + typeid(error).name(), error.what());
+  }
 }
 
 /// True if `text` is printable ASCII only: what qvm puts in error messages it builds from

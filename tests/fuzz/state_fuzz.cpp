@@ -26,7 +26,6 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-#include <typeinfo>
 
 #include "finding.hpp"
 #include "qvm/vm.hpp"
@@ -36,6 +35,7 @@ namespace {
 
 using nlohmann::json;
 using qvm::fuzz::finding;
+using qvm::fuzz::guarded;
 
 constexpr std::string_view kTarget = "state_fuzz";
 
@@ -148,21 +148,11 @@ void check_snapshots_json(const std::string& text) {
   if (again.to_json() != written) finding(kTarget, "snapshots.json changes when read back", file);
 }
 
-// Runs `body`; an exception of any other type than qvm::Error is a finding.
-template <typename Body>
-void guarded(const char* what, Body&& body) {
-  try {
-    body();
-  } catch (const std::exception& error) {
-    finding(kTarget, std::string(what) + " threw " + typeid(error).name(), error.what());
-  }
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string text = read_case(std::string_view(reinterpret_cast<const char*>(data), size));
-  guarded("reading state.json", [&] { check_state_json(text); });
-  guarded("reading snapshots.json", [&] { check_snapshots_json(text); });
+  guarded(kTarget, "reading state.json", [&] { check_state_json(text); });
+  guarded(kTarget, "reading snapshots.json", [&] { check_snapshots_json(text); });
   return 0;
 }
