@@ -732,6 +732,23 @@ class ProfileValidator {
     return string->get();
   }
 
+  // table.user: a valid user name other than root (`why_not_root` says why not), or nothing.
+  std::optional<std::string> get_user_name(const TableRef& table, std::string_view why_not_root) {
+    auto user = get_string(table, "user");
+    if (!user) return std::nullopt;
+    if (*user == "root") {
+      report(*table.get("user"), table.path("user"), std::string(why_not_root));
+    } else if (is_valid_user_name(*user)) {
+      return user;
+    } else {
+      report(*table.get("user"), table.path("user"),
+             toml_quote(*user) +
+                 " is not a user name; use 1 to 32 lowercase letters, digits, \"_\" or \"-\", "
+                 "starting with a letter or \"_\"");
+    }
+    return std::nullopt;
+  }
+
   std::optional<std::string> get_string(const TableRef& table, std::string_view key,
                                         bool allow_control = false) {
     const toml::node* node = table.get(key);
@@ -1208,20 +1225,8 @@ class ProfileValidator {
                    "characters separated by dots, none starting or ending with \"-\"");
       }
     }
-    if (auto user = get_string(table, "user")) {
-      if (*user == "root") {
-        report(*table.get("user"), table.path("user"),
-               "\"root\" exists in every image; name a new user, or leave user out to give the "
-               "keys to the image's default user");
-      } else if (is_valid_user_name(*user)) {
-        cloud_init.user = *user;
-      } else {
-        report(*table.get("user"), table.path("user"),
-               toml_quote(*user) +
-                   " is not a user name; use 1 to 32 lowercase letters, digits, \"_\" or \"-\", "
-                   "starting with a letter or \"_\"");
-      }
-    }
+    cloud_init.user = get_user_name(table, "\"root\" exists in every image; name a new user, or leave "
+                                           "user out to give the keys to the image's default user");
     if (const toml::node* keys = table.get("ssh_authorized_keys")) {
       if (const toml::array* array = keys->as_array()) {
         for (std::size_t i = 0; i < array->size(); ++i) {
@@ -1386,19 +1391,8 @@ class ProfileValidator {
       }
     }
     if (auto sandbox = get_bool(table, "sandbox")) qemu.sandbox = *sandbox;
-    if (auto user = get_string(table, "user")) {
-      if (*user == "root") {
-        report(*table.get("user"), table.path("user"),
-               "QEMU already runs as root without it; name an unprivileged user, e.g. \"nobody\"");
-      } else if (is_valid_user_name(*user)) {
-        qemu.user = *user;
-      } else {
-        report(*table.get("user"), table.path("user"),
-               toml_quote(*user) +
-                   " is not a user name; use 1 to 32 lowercase letters, digits, \"_\" or \"-\", "
-                   "starting with a letter or \"_\"");
-      }
-    }
+    qemu.user = get_user_name(table, "QEMU already runs as root without it; name an unprivileged user, "
+                                     "e.g. \"nobody\"");
     return qemu;
   }
 
