@@ -108,7 +108,10 @@ QemuInfo parse_qemu_help(std::string_view help_output, const fs::path& binary) {
   return info;
 }
 
-QemuInfo probe_qemu(std::string_view binary, const ProgramRunner& run) {
+namespace {
+
+// `binary` looked up as the profile names it; HostError naming the package when missing.
+fs::path find_qemu(std::string_view binary) {
   const char* path_env = std::getenv("PATH");
   auto found = find_program(binary, path_env ? path_env : "/usr/local/bin:/usr/bin:/bin");
   if (!found) {
@@ -117,17 +120,28 @@ QemuInfo probe_qemu(std::string_view binary, const ProgramRunner& run) {
     throw HostError(what +
                     "; install the qemu-system-x86 package or set [qemu] binary in the profile");
   }
-  ProgramOutput out = run({found->string(), "-help"});
+  return *found;
+}
+
+// Runs `found -help` and checks the version.
+QemuInfo probe_found_qemu(const fs::path& found, const ProgramRunner& run) {
+  ProgramOutput out = run({found.string(), "-help"});
   if (out.exit_code != 0) {
-    throw HostError(found->string() + " -help failed with exit code " +
+    throw HostError(found.string() + " -help failed with exit code " +
                     std::to_string(out.exit_code) + ": " + out.out.substr(0, 200));
   }
-  QemuInfo info = parse_qemu_help(out.out, *found);
+  QemuInfo info = parse_qemu_help(out.out, found);
   if (info.major < 7 || (info.major == 7 && info.minor < 2)) {
-    throw HostError("QEMU " + info.version_text + " at " + found->string() +
+    throw HostError("QEMU " + info.version_text + " at " + found.string() +
                     " is too old; qvm needs QEMU 7.2 or later");
   }
   return info;
+}
+
+}  // namespace
+
+QemuInfo probe_qemu(std::string_view binary, const ProgramRunner& run) {
+  return probe_found_qemu(find_qemu(binary), run);
 }
 
 namespace {
@@ -151,16 +165,15 @@ bool owned_privately(const fs::path& path) {
 }  // namespace
 
 QemuInfo probe_qemu(std::string_view binary, const ProgramRunner& run, const fs::path& cache_file) {
-  const char* path_env = std::getenv("PATH");
-  auto found = find_program(binary, path_env ? path_env : "/usr/local/bin:/usr/bin:/bin");
-  const std::string identity = found ? binary_identity(*found) : std::string();
+  const fs::path found = find_qemu(binary);
+  const std::string identity = binary_identity(found);
   if (!identity.empty() && owned_privately(cache_file) && owned_privately(cache_file.parent_path())) {
     std::ifstream in(cache_file);
     const auto cached = nlohmann::json::parse(in, nullptr, false);
     if (cached.is_object() && cached.value("identity", "") == identity) {
       try {
         QemuInfo info;
-        info.binary = *found;
+        info.binary = found;
         info.major = cached.at("major").get<int>();
         info.minor = cached.at("minor").get<int>();
         info.micro = cached.at("micro").get<int>();
@@ -172,8 +185,8 @@ QemuInfo probe_qemu(std::string_view binary, const ProgramRunner& run, const fs:
       }
     }
   }
-  QemuInfo info = probe_qemu(binary, run);
-  if (!identity.empty() && identity == binary_identity(info.binary)) {
+  QemuInfo info = probe_found_qemu(found, run);
+  if (!identity.empty() && identity == binary_identity(found)) {
     const nlohmann::json entry{{"identity", identity},        {"major", info.major},
                                {"minor", info.minor},         {"micro", info.micro},
                                {"version", info.version_text}, {"sandbox", info.has_sandbox}};
