@@ -32,7 +32,8 @@ int dry_run(Context& ctx, const std::vector<Profile>& profiles, bool json) {
   const auto root = store::state_root(ctx.state_dir, env);
   const store::VmStore store(root, store::runtime_root(env));
   for (const Profile& profile : profiles) {
-    host::HostInfo host = host::probe_host(profile.qemu.binary, profile.firmware == Firmware::uefi,
+    const host::HostNeeds needs{profile.accel != Accel::tcg, profile.firmware == Firmware::uefi};
+    host::HostInfo host = host::probe_host(profile.qemu.binary, needs,
                                            [](const auto& argv) { return process::run_program(argv); },
                                            host::real_kvm_system(), store.qemu_probe_cache());
     // A defined VM keeps the UUID it was given; a new one would get the derived one.

@@ -111,10 +111,17 @@ std::optional<UefiFirmware> find_uefi_firmware(
 /// The standard firmware descriptor folders, highest priority first.
 std::vector<std::filesystem::path> default_firmware_descriptor_dirs();
 
-/// Probes KVM (through `kvm`), the QEMU binary named by a profile, and OVMF when `want_uefi`.
-/// Throws HostError when QEMU is missing or unusable; KVM problems are in the result.
-/// A non-empty `qemu_cache` remembers the QEMU probe there (see probe_qemu).
-HostInfo probe_host(std::string_view qemu_binary, bool want_uefi, const ProgramRunner& run,
+/// What a profile needs to know about the host.
+struct HostNeeds {
+  bool kvm = true;    // false for accel = "tcg": skips opening /dev/kvm and creating a test VM
+  bool uefi = false;  // look for OVMF
+};
+
+/// Probes KVM (through `kvm`) and OVMF as `needs` says, and the QEMU binary named by a
+/// profile. Throws HostError when QEMU is missing or unusable; KVM problems are in the
+/// result (not probed: unusable, "not probed"). A non-empty `qemu_cache` remembers the QEMU
+/// probe there (see probe_qemu).
+HostInfo probe_host(std::string_view qemu_binary, HostNeeds needs, const ProgramRunner& run,
                     KvmSystem& kvm = real_kvm_system(), const std::filesystem::path& qemu_cache = {});
 
 /// Whether QEMU can drop to `user` ([qemu] user -> -runas): qvm must run as root (`euid` 0)

@@ -8,12 +8,17 @@
 
 namespace qvm::host {
 
-HostInfo probe_host(std::string_view qemu_binary, bool want_uefi, const ProgramRunner& run,
+HostInfo probe_host(std::string_view qemu_binary, HostNeeds needs, const ProgramRunner& run,
                     KvmSystem& kvm, const std::filesystem::path& qemu_cache) {
   HostInfo info;
-  info.kvm = probe_kvm(kvm);
+  if (needs.kvm) {
+    info.kvm = probe_kvm(kvm);
+  } else {
+    info.kvm.problem = "not probed (accel = \"tcg\")";
+    info.kvm.hint = "set accel = \"auto\" or \"kvm\"";
+  }
   info.qemu = qemu_cache.empty() ? probe_qemu(qemu_binary, run) : probe_qemu(qemu_binary, run, qemu_cache);
-  if (want_uefi) info.uefi = find_uefi_firmware(default_firmware_descriptor_dirs());
+  if (needs.uefi) info.uefi = find_uefi_firmware(default_firmware_descriptor_dirs());
   return info;
 }
 

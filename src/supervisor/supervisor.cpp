@@ -44,7 +44,8 @@ Environment real_environment(const std::filesystem::path& qemu_cache) {
   Environment env;
   env.probe_host = [qemu_cache](const Profile& profile) {
     if (profile.qemu.user) host::check_qemu_user(*profile.qemu.user, ::geteuid());
-    return host::probe_host(profile.qemu.binary, profile.firmware == Firmware::uefi,
+    const host::HostNeeds needs{profile.accel != Accel::tcg, profile.firmware == Firmware::uefi};
+    return host::probe_host(profile.qemu.binary, needs,
                             [](const auto& argv) { return process::run_program(argv); },
                             host::real_kvm_system(), qemu_cache);
   };

@@ -23,7 +23,8 @@ using namespace std::chrono_literals;
 using testing::TempDir;
 
 host::HostInfo real_host(const Profile& profile) {
-  return host::probe_host(profile.qemu.binary, profile.firmware == Firmware::uefi,
+  return host::probe_host(profile.qemu.binary,
+                          {profile.accel != Accel::tcg, profile.firmware == Firmware::uefi},
                           [](const auto& argv) { return process::run_program(argv); });
 }
 

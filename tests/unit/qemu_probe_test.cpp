@@ -2,6 +2,7 @@
 
 #include "host/host_info.hpp"
 #include "qvm/error.hpp"
+#include "support/fake_kvm_system.hpp"
 #include "support/temp_dir.hpp"
 
 namespace qvm::host {
@@ -186,6 +187,27 @@ TEST(QemuUserTest, NeedsRootAndAnExistingUser) {
 TEST(QemuUserTest, RealLookupFindsRootAndNotANonsenseName) {
   EXPECT_NO_THROW(check_qemu_user("root", 0));
   EXPECT_THROW(check_qemu_user("qvm-no-such-user-x", 0), HostError);
+}
+
+// accel = "tcg" never needs KVM: opening /dev/kvm and creating a throwaway VM costs about
+// half a millisecond of every start.
+TEST(HostProbeTest, KvmIsProbedOnlyWhenTheProfileMayUseIt) {
+  TempDir dir;
+  const fs::path qemu = dir.write("qemu-system-x86_64", "#!/bin/sh\n", fs::perms::owner_all);
+  auto help = [](const auto&) { return ProgramOutput{0, kDebianHelp}; };
+
+  testing::FakeKvmSystem untouched;
+  HostInfo tcg = probe_host(qemu.string(), {.kvm = false, .uefi = false}, help, untouched);
+  EXPECT_TRUE(untouched.requests.empty());
+  EXPECT_EQ(untouched.open_fds, 0);
+  EXPECT_FALSE(tcg.kvm.usable);
+  EXPECT_EQ(tcg.kvm.problem, "not probed (accel = \"tcg\")");
+  EXPECT_EQ(tcg.qemu.binary, qemu);
+
+  testing::FakeKvmSystem probed;
+  HostInfo automatic = probe_host(qemu.string(), {.kvm = true, .uefi = false}, help, probed);
+  EXPECT_TRUE(automatic.kvm.usable);
+  EXPECT_EQ(probed.requests.back(), static_cast<unsigned long>(KVM_CREATE_VM));
 }
 
 }  // namespace
