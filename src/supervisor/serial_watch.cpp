@@ -1,7 +1,6 @@
 #include "supervisor/serial_watch.hpp"
 
 #include <fcntl.h>
-#include <sys/inotify.h>
 #include <unistd.h>
 
 namespace qvm::supervisor {
@@ -13,50 +12,12 @@ SerialWatch::SerialWatch(asio::io_context& io, std::filesystem::path file, std::
       offset_(offset),
       pattern_(std::move(pattern)),
       on_match_(std::move(on_match)),
-      inotify_(io),
-      timer_(io) {
-  int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  if (fd >= 0) {
-    // Watch the folder: the log may not exist yet, and QEMU may recreate it.
-    if (::inotify_add_watch(fd, file_.parent_path().c_str(), IN_MODIFY | IN_CREATE) >= 0) {
-      inotify_.assign(fd);
-      arm_inotify();
-    } else {
-      ::close(fd);
-    }
-  }
-  // The first look happens at once; later ones on inotify wake-ups or every 250 ms.
-  timer_.expires_after(std::chrono::milliseconds(0));
-  timer_.async_wait([this](boost::system::error_code ec) {
-    if (ec || done_) return;
-    check();
-    if (!done_) arm_timer();
-  });
-}
+      watch_(io, file_.parent_path(), std::chrono::milliseconds(250), [this] {
+        check();
+        return done_;
+      }) {}
 
-SerialWatch::~SerialWatch() {
-  done_ = true;
-  boost::system::error_code ignored;
-  inotify_.close(ignored);
-  timer_.cancel();
-}
-
-void SerialWatch::arm_inotify() {
-  inotify_.async_read_some(asio::buffer(events_), [this](boost::system::error_code ec, std::size_t) {
-    if (ec || done_) return;
-    check();
-    if (!done_) arm_inotify();
-  });
-}
-
-void SerialWatch::arm_timer() {
-  timer_.expires_after(std::chrono::milliseconds(250));
-  timer_.async_wait([this](boost::system::error_code ec) {
-    if (ec || done_) return;
-    check();
-    if (!done_) arm_timer();
-  });
-}
+SerialWatch::~SerialWatch() = default;
 
 void SerialWatch::check() {
   if (done_) return;
@@ -91,11 +52,8 @@ bool SerialWatch::search_line() {
   std::smatch match;
   if (!std::regex_search(line_, match, pattern_)) return false;
   done_ = true;
-  std::string matched = match.str();
-  boost::system::error_code ignored;
-  inotify_.close(ignored);
-  timer_.cancel();
-  on_match_(matched);
+  watch_.stop();
+  on_match_(match.str());
   return true;
 }
 

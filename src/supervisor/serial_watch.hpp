@@ -1,13 +1,13 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <regex>
 #include <string>
+
+#include "supervisor/folder_watch.hpp"
 
 namespace qvm::supervisor {
 
@@ -28,8 +28,6 @@ class SerialWatch {
   SerialWatch& operator=(const SerialWatch&) = delete;
 
  private:
-  void arm_inotify();
-  void arm_timer();
   void check();
   // Searches line_; on a match finishes the watch, calls on_match_ and returns true.
   bool search_line();
@@ -39,10 +37,8 @@ class SerialWatch {
   std::regex pattern_;
   std::function<void(const std::string&)> on_match_;
   std::string line_;  // the line being read (its last kMaxLine bytes), where the pattern is searched
-  boost::asio::posix::stream_descriptor inotify_;
-  boost::asio::steady_timer timer_;
-  char events_[4096];
   bool done_ = false;
+  FolderWatch watch_;  // last: its handlers use the members above
 };
 
 }  // namespace qvm::supervisor

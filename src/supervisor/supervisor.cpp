@@ -22,6 +22,7 @@
 #include "store/snapshot_meta.hpp"
 #include "supervisor/control.hpp"
 #include "supervisor/exit_reason.hpp"
+#include "supervisor/folder_watch.hpp"
 #include "supervisor/serial_watch.hpp"
 
 namespace qvm::supervisor {
@@ -85,6 +86,7 @@ struct Supervisor::Impl {
   std::unique_ptr<process::ExitWatcher> exit_watch;
   std::unique_ptr<QmpClient> qmp;
   std::unique_ptr<SerialWatch> serial_watch;
+  std::unique_ptr<FolderWatch> qmp_socket_watch;  // waits for QEMU to create its QMP socket
   asio::steady_timer qmp_timer;
   asio::steady_timer ready_timer;
   Clock::time_point qmp_deadline;
@@ -249,11 +251,15 @@ struct Supervisor::Impl {
     }
     std::error_code ec;
     if (!fs::exists(paths.supervisor_qmp(), ec)) {
-      // QEMU creates its sockets within milliseconds; poll rather than miss the moment.
-      qmp_timer.expires_after(milliseconds(5));
-      qmp_timer.async_wait([this, serial_offset](boost::system::error_code wait_ec) {
-        if (!wait_ec) connect_qmp(serial_offset);
-      });
+      // Woken the moment QEMU creates the socket (inotify): a start waits for nothing else.
+      auto appeared = [this, serial_offset] {
+        std::error_code exists_ec;
+        const bool waiting = qemu && !fs::exists(paths.supervisor_qmp(), exists_ec);
+        if (waiting && Clock::now() <= qmp_deadline) return false;
+        asio::post(io, [this, serial_offset] { connect_qmp(serial_offset); });
+        return true;
+      };
+      qmp_socket_watch = std::make_unique<FolderWatch>(io, paths.runtime_dir, milliseconds(50), appeared);
       return;
     }
     qmp = std::make_unique<QmpClient>(io.get_executor());
@@ -262,7 +268,8 @@ struct Supervisor::Impl {
                        [this, serial_offset](std::exception_ptr error, const QmpGreeting&) {
                          if (error) {
                            if (!qemu) return;
-                           qmp_timer.expires_after(milliseconds(10));
+                           // Refused between QEMU's bind() and listen(): microseconds.
+                           qmp_timer.expires_after(milliseconds(1));
                            qmp_timer.async_wait([this, serial_offset](boost::system::error_code wait_ec) {
                              if (!wait_ec) connect_qmp(serial_offset);
                            });
@@ -293,7 +300,8 @@ struct Supervisor::Impl {
                            status.reason = "started";
                            status.reason_code = "started";
                          }
-                         save();
+                         // Ready at QMP: became_ready() saves running and ready in one write.
+                         if (profile.ready && (profile.ready->serial || profile.ready->agent)) save();
                          notify({{"phase", "qmp-ready"}, {"pid", status.pid.value_or(0)}});
                          wait_until_ready(serial_offset);
                        });
@@ -514,6 +522,7 @@ struct Supervisor::Impl {
     join_workers();
     waiting_serial = waiting_agent = false;
     qmp_timer.cancel();
+    qmp_socket_watch.reset();
     ready_timer.cancel();
     ladder_timer.cancel();
     serial_watch.reset();
@@ -645,6 +654,7 @@ struct Supervisor::Impl {
     boost::system::error_code ignored;
     signals.cancel(ignored);
     qmp_timer.cancel();
+    qmp_socket_watch.reset();
     ready_timer.cancel();
     ladder_timer.cancel();
     restart_timer.cancel();
@@ -828,6 +838,7 @@ struct Supervisor::Impl {
     exit_watch.reset();
     qmp.reset();
     serial_watch.reset();
+    qmp_socket_watch.reset();
     control.reset();
     return exit_code;
   }

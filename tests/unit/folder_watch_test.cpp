@@ -1,0 +1,74 @@
+#include "supervisor/folder_watch.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/steady_timer.hpp>
+#include <fstream>
+
+#include "support/temp_dir.hpp"
+
+namespace qvm::supervisor {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// The safety-net interval is an hour here, so only inotify can deliver the wake-ups.
+TEST(FolderWatchTest, WakesWhenAFileAppearsAndStopsOnceCheckSaysDone) {
+  testing::TempDir dir;
+  boost::asio::io_context io;
+  int checks = 0;
+  std::optional<Clock::time_point> seen;
+  FolderWatch watch(io, dir.path(), 1h, [&] {
+    ++checks;
+    if (!fs::exists(dir / "qmp.sock")) return false;
+    seen = Clock::now();
+    return true;
+  });
+  io.run_for(50ms);
+  EXPECT_EQ(checks, 1) << "one look at once, then nothing until the folder changes";
+
+  std::ofstream(dir / "unrelated.pid") << "1\n";
+  io.run_for(50ms);
+  EXPECT_EQ(checks, 2);
+  EXPECT_FALSE(seen);
+
+  const auto created = Clock::now();
+  std::ofstream(dir / "qmp.sock") << "";
+  io.run_for(200ms);
+  ASSERT_TRUE(seen);
+  EXPECT_LT(*seen - created, 100ms);
+
+  const int after_done = checks;
+  std::ofstream(dir / "another") << "";
+  io.run_for(50ms);
+  EXPECT_EQ(checks, after_done) << "check is never called after it returned true";
+}
+
+TEST(FolderWatchTest, TheTimerStillLooksWhenTheFolderCannotBeWatched) {
+  testing::TempDir dir;
+  boost::asio::io_context io;
+  int checks = 0;
+  FolderWatch watch(io, dir / "missing", 20ms, [&] { return ++checks == 3; });
+  io.run_for(300ms);
+  EXPECT_EQ(checks, 3);
+}
+
+TEST(FolderWatchTest, DestroyingTheWatchCancelsIt) {
+  testing::TempDir dir;
+  boost::asio::io_context io;
+  int checks = 0;
+  {
+    FolderWatch watch(io, dir.path(), 10ms, [&] {
+      ++checks;
+      return false;
+    });
+  }
+  std::ofstream(dir / "file") << "";
+  io.run_for(50ms);
+  EXPECT_EQ(checks, 0);
+}
+
+}  // namespace
+}  // namespace qvm::supervisor
