@@ -9,12 +9,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/process/v2/posix/default_launcher.hpp>
 #include <boost/process/v2/process.hpp>
 #include <boost/process/v2/stdio.hpp>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "host/host_info.hpp"
 #include "qvm/error.hpp"
@@ -35,6 +38,15 @@ int pidfd_send_signal(int pidfd, int signal) {
   return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0));
 }
 
+// The default signal setup, so a child does not inherit its parent's blocked or ignored
+// signals (`qvm run` ignores ^C while its guest runs).
+void reset_signals() {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD}) ::signal(sig, SIG_DFL);
+}
+
 // Runs in the forked child before exec: a fresh session and the default signal setup, so
 // QEMU does not inherit the supervisor's blocked or ignored signals.
 struct ChildSetup {
@@ -50,10 +62,7 @@ struct ChildSetup {
   }
   boost::system::error_code on_exec_setup(bp::posix::default_launcher&, const bp::filesystem::path&,
                                           const char* const*) {
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD}) ::signal(sig, SIG_DFL);
+    reset_signals();
     for (const auto& [target, fd] : *inherit) {
       // dup2 onto itself would keep FD_CLOEXEC; clear it instead.
       int r = fd == target ? ::fcntl(fd, F_SETFD, 0) : ::dup2(fd, target);
@@ -138,6 +147,93 @@ Process Process::spawn(const SpawnOptions& options) {
                 std::string(std::strerror(err)));
   }
   return Process(pid, pidfd, true);
+}
+
+void retitle(const std::vector<std::string>& argv) {
+  std::ifstream in("/proc/self/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Fields 48 and 49 (arg_start, arg_end) bound the original argv strings in our memory;
+  // numbering restarts at 3 after the command name, which may itself contain spaces.
+  const auto name_end = stat.rfind(')');
+  if (name_end == std::string::npos) return;
+  std::istringstream fields(stat.substr(name_end + 1));
+  std::string field;
+  unsigned long long arg_start = 0, arg_end = 0;
+  for (int number = 3; fields >> field && number <= 49; ++number) {
+    if (number == 48) arg_start = std::strtoull(field.c_str(), nullptr, 10);
+    if (number == 49) arg_end = std::strtoull(field.c_str(), nullptr, 10);
+  }
+  if (arg_start == 0 || arg_end <= arg_start) return;
+  std::string title;
+  for (const auto& word : argv) title.append(word).push_back('\0');
+  const std::size_t room = arg_end - arg_start;
+  title.resize(room, '\0');
+  title.back() = '\0';  // a NUL-terminated last word: the kernel then reads no further
+  std::memcpy(reinterpret_cast<char*>(arg_start), title.data(), room);
+}
+
+bool single_threaded() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("Threads:", 0) == 0) return std::strtol(line.c_str() + 8, nullptr, 10) == 1;
+  }
+  return false;
+}
+
+void fork_detached(const SpawnOptions& options, const std::function<int()>& body) {
+  const char* log = options.log ? options.log->c_str() : "/dev/null";
+  int log_fd = ::open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (log_fd < 0) throw Error(std::string("cannot open ") + log + ": " + std::strerror(errno));
+  pid_t first = ::fork();
+  if (first < 0) {
+    int err = errno;
+    ::close(log_fd);
+    throw Error(std::string("fork: ") + std::strerror(err));
+  }
+  if (first > 0) {
+    ::close(log_fd);
+    // The first child exits as soon as it has forked the second; reap it.
+    int ignored = 0;
+    while (::waitpid(first, &ignored, 0) < 0 && errno == EINTR) {
+    }
+    return;
+  }
+  // From here on only this copy runs; it must never return into the caller's code.
+  if (::setsid() < 0) ::_exit(1);
+  if (pid_t second = ::fork(); second != 0) ::_exit(second < 0 ? 1 : 0);
+  reset_signals();
+  if (options.umask) ::umask(static_cast<mode_t>(*options.umask));
+  int null_fd = ::open("/dev/null", O_RDONLY);
+  if (null_fd < 0 || ::dup2(null_fd, STDIN_FILENO) < 0 || ::dup2(log_fd, STDOUT_FILENO) < 0 ||
+      ::dup2(log_fd, STDERR_FILENO) < 0) {
+    ::_exit(127);
+  }
+  // Targets are above stderr: park every source above them all first, so that moving one
+  // never overwrites another.
+  int park = 3;
+  for (const auto& [target, fd] : options.inherit) park = std::max(park, target + 1);
+  std::vector<int> parked;
+  for (const auto& [target, fd] : options.inherit) {
+    int copy = ::fcntl(fd, F_DUPFD, park);
+    if (copy < 0) ::_exit(127);
+    parked.push_back(copy);
+  }
+  for (std::size_t i = 0; i < parked.size(); ++i) {
+    if (::dup2(parked[i], options.inherit[i].first) < 0) ::_exit(127);
+  }
+  for (int fd = 3; fd < park; ++fd) {
+    const bool target = std::any_of(options.inherit.begin(), options.inherit.end(),
+                                    [fd](const auto& entry) { return entry.first == fd; });
+    if (!target) ::close(fd);
+  }
+  ::close_range(static_cast<unsigned>(park), ~0U, 0);
+  int code = 1;
+  try {
+    code = body();
+  } catch (...) {
+    // body reports its own failures; an escaped exception must not unwind into the caller.
+  }
+  ::_exit(code);
 }
 
 std::optional<Process> Process::attach(pid_t pid) {

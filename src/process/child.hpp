@@ -86,4 +86,20 @@ class ExitWatcher {
   std::shared_ptr<State> state_;
 };
 
+/// Makes this process's command line (/proc/self/cmdline, what ps shows) read `argv`,
+/// truncated to the room the original command line had, as setproctitle() does.
+void retitle(const std::vector<std::string>& argv);
+
+/// True if the calling process runs one thread only, so that fork_detached() is safe.
+bool single_threaded();
+
+/// Runs `body` in a detached copy of this process (fork, setsid, fork again: it is nobody's
+/// child here and has no terminal) set up as spawn() sets up a program: default signals,
+/// stdin on /dev/null, stdout and stderr appended to `options.log` (else /dev/null), the
+/// `options.inherit` fds moved to their targets and every other fd closed. The copy exits
+/// with body's result and never returns into the caller's code. The caller must be
+/// single-threaded; this returns once the copy is detached. `options.argv` is unused.
+/// Throws qvm::Error if the log cannot be opened or fork fails.
+void fork_detached(const SpawnOptions& options, const std::function<int()>& body);
+
 }  // namespace qvm::process
