@@ -3,6 +3,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <map>
+#include <optional>
 #include <utility>
 
 #include "qmp/qmp_text.hpp"
@@ -32,11 +33,12 @@ struct QmpClient::Impl : std::enable_shared_from_this<Impl> {
   struct Pending {
     std::string command;
     ReplyHandler handler;  // empty for qmp_capabilities, which completes the connect
-    std::unique_ptr<asio::steady_timer> timer;
+    Clock::time_point deadline = Clock::time_point::max();
+    Clock::duration timeout{};
   };
 
   explicit Impl(asio::any_io_executor executor)
-      : executor_(executor), socket_(executor), connect_timer_(executor) {}
+      : executor_(executor), socket_(executor), connect_timer_(executor), command_timer_(executor) {}
 
   void connect(const std::filesystem::path& path, Clock::duration timeout, ConnectHandler handler);
   void execute(std::string command, json arguments, Clock::duration timeout, ReplyHandler handler);
@@ -51,7 +53,8 @@ struct QmpClient::Impl : std::enable_shared_from_this<Impl> {
   void handle_line(const std::string& line);
   void on_greeting(QmpGreeting greeting);
   void on_reply(QmpMessage& message);
-  void on_command_timeout(std::uint64_t id, Clock::duration timeout);
+  void arm_command_timer(Clock::time_point deadline);
+  void on_command_timer(Clock::time_point armed_for);
   void dispatch(const QmpEvent& event);
   void send(const json& request);
   void write_next();
@@ -60,6 +63,10 @@ struct QmpClient::Impl : std::enable_shared_from_this<Impl> {
   asio::any_io_executor executor_;
   Socket socket_;
   asio::steady_timer connect_timer_;
+  // One timer for every command's deadline, armed at the earliest one: a command that is
+  // answered in time leaves it alone, so a round trip costs no timer system call.
+  asio::steady_timer command_timer_;
+  std::optional<Clock::time_point> command_timer_armed_;  // when the pending wait fires
   State state_ = State::idle;
   std::filesystem::path path_;
   Clock::duration connect_timeout_{};
@@ -143,6 +150,9 @@ void QmpClient::Impl::on_connected(const boost::system::error_code& ec) {
     return;
   }
   state_ = State::greeting;
+  // Requests are written straight from send(); a full socket buffer must not block the loop.
+  boost::system::error_code ignored;
+  socket_.non_blocking(true, ignored);
   read();
 }
 
@@ -231,7 +241,7 @@ void QmpClient::Impl::on_greeting(QmpGreeting greeting) {
   greeting_ = std::move(greeting);
   state_ = State::negotiating;
   const std::uint64_t id = next_id_++;
-  pending_.emplace(id, Pending{"qmp_capabilities", nullptr, nullptr});
+  pending_.emplace(id, Pending{"qmp_capabilities", nullptr});
   send({{"execute", "qmp_capabilities"}, {"id", id}});
 }
 
@@ -251,7 +261,6 @@ void QmpClient::Impl::on_reply(QmpMessage& message) {
 
   Pending pending = std::move(it->second);
   pending_.erase(it);
-  if (pending.timer) pending.timer->cancel();
 
   if (!pending.handler) {  // qmp_capabilities: the end of the handshake
     if (message.kind == QmpMessage::Kind::error) {
@@ -294,24 +303,47 @@ void QmpClient::Impl::execute(std::string command, json arguments, Clock::durati
   }
   request["id"] = id;
 
-  auto timer = std::make_unique<asio::steady_timer>(executor_, timeout);
-  timer->async_wait([self = shared_from_this(), id, timeout](const boost::system::error_code& ec) {
-    if (!ec) self->on_command_timeout(id, timeout);
-  });
-  pending_.emplace(id, Pending{std::move(command), std::move(handler), std::move(timer)});
+  const Clock::time_point now = Clock::now();
+  const Clock::time_point deadline =
+      timeout < Clock::time_point::max() - now ? now + timeout : Clock::time_point::max();
+  pending_.emplace(id, Pending{std::move(command), std::move(handler), deadline, timeout});
+  arm_command_timer(deadline);
   send(request);
 }
 
-void QmpClient::Impl::on_command_timeout(std::uint64_t id, Clock::duration timeout) {
-  const auto it = pending_.find(id);
-  if (it == pending_.end()) return;  // answered just before the timer fired
-  Pending pending = std::move(it->second);
-  pending_.erase(it);
-  // The id stays unknown from now on, so a late reply is ignored and the session goes on.
-  pending.handler(std::make_exception_ptr(QmpTimeout("QMP command \"" + pending.command +
-                                                     "\" got no reply within " +
-                                                     qmp::format_duration(timeout))),
-                  nullptr);
+void QmpClient::Impl::arm_command_timer(Clock::time_point deadline) {
+  if (deadline == Clock::time_point::max()) return;
+  if (command_timer_armed_ && *command_timer_armed_ <= deadline) return;
+  command_timer_armed_ = deadline;
+  command_timer_.expires_at(deadline);  // an earlier wait ends with operation_aborted
+  command_timer_.async_wait([self = shared_from_this(), deadline](const boost::system::error_code& ec) {
+    if (!ec) self->on_command_timer(deadline);
+  });
+}
+
+void QmpClient::Impl::on_command_timer(Clock::time_point armed_for) {
+  if (state_ == State::closed) return;
+  if (command_timer_armed_ == armed_for) command_timer_armed_.reset();
+  const Clock::time_point now = Clock::now();
+  std::vector<std::uint64_t> expired;
+  for (const auto& [id, pending] : pending_) {
+    if (pending.deadline <= now) expired.push_back(id);
+  }
+  for (const std::uint64_t id : expired) {
+    // A handler may have closed the client, or been answered meanwhile: look each one up again.
+    if (state_ == State::closed) return;
+    const auto it = pending_.find(id);
+    if (it == pending_.end()) continue;
+    Pending pending = std::move(it->second);
+    pending_.erase(it);
+    // The id stays unknown from now on, so a late reply is ignored and the session goes on.
+    pending.handler(std::make_exception_ptr(QmpTimeout("QMP command \"" + pending.command +
+                                                       "\" got no reply within " +
+                                                       qmp::format_duration(pending.timeout))),
+                    nullptr);
+  }
+  if (state_ == State::closed) return;
+  for (const auto& [id, pending] : pending_) arm_command_timer(pending.deadline);
 }
 
 void QmpClient::Impl::dispatch(const QmpEvent& event) {
@@ -326,7 +358,17 @@ void QmpClient::Impl::dispatch(const QmpEvent& event) {
 
 void QmpClient::Impl::send(const json& request) {
   // Replace rather than throw on invalid UTF-8 in a caller's string; QEMU would refuse it.
-  write_queue_.push_back(request.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
+  std::string text = request.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  if (!writing_ && state_ != State::closed) {
+    // Usually the whole request fits in the socket buffer at once: no completion to wait for.
+    // Anything else (a partial write, would-block, an error) goes the asynchronous way,
+    // which also reports errors.
+    boost::system::error_code ec;
+    const std::size_t sent = socket_.write_some(asio::buffer(text), ec);
+    if (!ec && sent == text.size()) return;
+    if (!ec) text.erase(0, sent);
+  }
+  write_queue_.push_back(std::move(text));
   if (!writing_) write_next();
 }
 
@@ -359,11 +401,12 @@ void QmpClient::Impl::end(const std::string& reason, std::exception_ptr connect_
   boost::system::error_code ignored;
   socket_.close(ignored);  // completes the outstanding read/write with operation_aborted
   connect_timer_.cancel();
+  command_timer_.cancel();
+  command_timer_armed_.reset();
 
   auto failed = std::move(pending_);
   pending_.clear();
   for (auto& [id, pending] : failed) {
-    if (pending.timer) pending.timer->cancel();
     if (!pending.handler) continue;
     auto error = std::make_exception_ptr(
         QmpDisconnected("QMP command \"" + pending.command + "\" got no reply: " + reason));

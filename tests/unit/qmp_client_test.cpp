@@ -515,6 +515,38 @@ TEST_F(QmpClientTest, CommandTimeoutLeavesTheSessionUsableAndIgnoresTheLateReply
   EXPECT_TRUE(client.connected());
 }
 
+// One timer serves every command's deadline; whatever was sent or answered before, each
+// command still times out at its own deadline, and only then.
+TEST_F(QmpClientTest, EachCommandTimesOutAtItsOwnDeadline) {
+  FakeQmpServer server;
+  server.expect("query-status", FakeReply::ok({{"status", "running"}}));
+  server.expect("query-name", FakeReply::silence());
+  server.expect("query-kvm", FakeReply::silence());
+  QmpClient client(io_.get_executor());
+  connect(client, server);
+
+  // Answered well within its 150 ms: its deadline must fail nothing later on.
+  auto status = execute(client, "query-status", 150ms);
+  ASSERT_TRUE(run_until([&] { return status->done(); }));
+  EXPECT_FALSE(status->error) << describe(status->error);
+
+  auto name = execute(client, "query-name", 10s);
+  const auto start = Clock::now();
+  auto kvm = execute(client, "query-kvm", 300ms);  // a shorter deadline than the one before
+  ASSERT_TRUE(run_until([&] { return kvm->done(); }, 5s));
+  const auto waited = Clock::now() - start;
+  EXPECT_GE(waited, 300ms);
+  EXPECT_LT(waited, 1500ms);
+  const auto timeout = error_as<QmpTimeout>(kvm->error);
+  ASSERT_TRUE(timeout) << describe(kvm->error);
+  EXPECT_STREQ(timeout->what(), "QMP command \"query-kvm\" got no reply within 300 ms");
+
+  run_until([] { return false; }, 300ms);
+  EXPECT_FALSE(name->done()) << "query-name has 10 s, failed after " << describe(name->error);
+  EXPECT_EQ(status->calls, 1);
+  EXPECT_TRUE(client.connected());
+}
+
 TEST_F(QmpClientTest, ExecuteAfterDisconnectFailsThroughTheExecutor) {
   FakeQmpServer server;
   QmpClient client(io_.get_executor());
