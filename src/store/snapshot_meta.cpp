@@ -52,6 +52,40 @@ nlohmann::json SnapshotMeta::to_json() const {
   return json;
 }
 
+namespace {
+
+// `pending` records a snapshot operation that a crash may have interrupted; the next start
+// finishes or undoes it from these fields alone, so they are checked here, once.
+void check_pending(const nlohmann::json& pending) {
+  if (pending.is_null()) return;
+  const std::string fix =
+      " (it records an interrupted snapshot operation; delete the \"pending\" entry to drop it)";
+  if (!pending.is_object()) throw Error("\"pending\" is not an object" + fix);
+  const auto op = pending.find("op");
+  if (op == pending.end() || !op->is_string() ||
+      (*op != "create" && *op != "revert" && *op != "remove")) {
+    throw Error("\"pending\".op is not \"create\", \"revert\" or \"remove\"" + fix);
+  }
+  const auto name = pending.find("name");
+  if (name == pending.end() || !name->is_string()) throw Error("\"pending\".name is not a string" + fix);
+  if (pending.contains("live") && !pending["live"].is_boolean()) {
+    throw Error("\"pending\".live is not true or false" + fix);
+  }
+  if (!pending.contains("disks")) return;
+  const nlohmann::json& disks = pending["disks"];
+  if (!disks.is_object()) throw Error("\"pending\".disks is not an object" + fix);
+  for (const auto& [disk, entry] : disks.items()) {
+    const bool index = !disk.empty() && disk.size() <= 9 &&
+                       disk.find_first_not_of("0123456789") == std::string::npos;
+    if (!index || !entry.is_object() || !entry.contains("overlay") || !entry["overlay"].is_string() ||
+        !entry.contains("frozen") || !entry["frozen"].is_string()) {
+      throw Error("\"pending\".disks[\"" + disk + "\"] is not a disk index with an overlay and a frozen image" + fix);
+    }
+  }
+}
+
+}  // namespace
+
 SnapshotMeta SnapshotMeta::from_json(const nlohmann::json& json) {
   try {
     SnapshotMeta meta;
@@ -60,6 +94,7 @@ SnapshotMeta SnapshotMeta::from_json(const nlohmann::json& json) {
     if (json.contains("next_sequence"))
       meta.next_sequence = read_int<unsigned>(json["next_sequence"], "next_sequence");
     meta.pending = json.value("pending", nlohmann::json());
+    check_pending(meta.pending);
     const nlohmann::json active = json.value("active", nlohmann::json::object());
     for (const auto& [disk, path] : active.items()) {
       meta.active[std::stoul(disk)] = path.get<std::string>();

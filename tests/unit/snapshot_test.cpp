@@ -8,6 +8,7 @@
 
 #include "snapshot/snapshot.hpp"
 #include "store/files.hpp"
+#include "store/snapshot_meta.hpp"
 #include "support/fake_qmp_server.hpp"
 #include "support/temp_dir.hpp"
 
@@ -340,6 +341,39 @@ TEST_F(SnapshotTreeTest, TreeRenderingMarksTheCurrentSnapshot) {
             "`-- other *  2026-11-24T08:46:40.000Z  stopped\n"
             "* the VM runs on top of \"other\"\n");
   EXPECT_EQ(render_tree(store::SnapshotMeta{}), "no snapshots\n");
+}
+
+// A hand-edited or damaged record of an interrupted operation is refused with qvm's own
+// error naming the entry and the fix, never with a library exception from deep inside the
+// recovery that every start runs.
+TEST(SnapshotMetaTest, MalformedPendingOperationIsRefusedByName) {
+  testing::TempDir dir;
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"("pending": [1])", "\"pending\" is not an object"},
+      {R"("pending": {"op": 7, "name": "a"})", "\"pending\".op is not"},
+      {R"("pending": {"op": "explode", "name": "a"})", "\"pending\".op is not"},
+      {R"("pending": {"op": "create"})", "\"pending\".name is not a string"},
+      {R"("pending": {"op": "create", "name": "a", "live": "yes"})", "\"pending\".live"},
+      {R"("pending": {"op": "create", "name": "a", "disks": {"x": {"overlay": "o", "frozen": "f"}}})",
+       "\"pending\".disks[\"x\"]"},
+      {R"("pending": {"op": "revert", "name": "a", "disks": {"0": {"overlay": 3, "frozen": "f"}}})",
+       "\"pending\".disks[\"0\"]"},
+      {R"("pending": {"op": "revert", "name": "a", "disks": {"99999999999999999999": {"overlay": "o", "frozen": "f"}}})",
+       "\"pending\".disks[\"99999999999999999999\"]"},
+  };
+  for (const auto& [pending, expected] : cases) {
+    std::ofstream(dir / "snapshots.json") << "{\"version\": 1, " << pending << "}";
+    try {
+      store::read_snapshot_meta(dir.path());
+      ADD_FAILURE() << "accepted " << pending;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("delete the \"pending\" entry"), std::string::npos) << e.what();
+    }
+  }
+  std::ofstream(dir / "snapshots.json")
+      << R"({"version": 1, "pending": {"op": "create", "name": "a", "live": true, "disks": {"0": {"overlay": "o", "frozen": "f"}}}})";
+  EXPECT_EQ(store::read_snapshot_meta(dir.path()).pending.value("name", ""), "a");
 }
 
 }  // namespace
