@@ -9,6 +9,7 @@
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/write.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -32,13 +33,12 @@ class Connection : public ControlReply, public std::enable_shared_from_this<Conn
       std::string line(asio::buffers_begin(self->buffer_.data()),
                        asio::buffers_begin(self->buffer_.data()) + static_cast<std::ptrdiff_t>(n));
       self->buffer_.consume(n);
-      nlohmann::json request = nlohmann::json::parse(line, nullptr, false);
-      if (request.is_discarded() || !request.is_object() || !request.contains("op") ||
-          !request["op"].is_string()) {
-        self->finish({{"ok", false}, {"error", "malformed control request"}});
+      auto request = parse_control_request(line);
+      if (const auto* refused = std::get_if<std::string>(&request)) {
+        self->finish({{"ok", false}, {"error", "malformed control request: " + *refused}});
         return;
       }
-      (*self->handler_)(request, self);
+      (*self->handler_)(std::get<ControlRequest>(request), self);
     });
   }
 
@@ -102,6 +102,36 @@ struct ControlServer::Impl : std::enable_shared_from_this<ControlServer::Impl> {
     });
   }
 };
+
+std::variant<ControlRequest, std::string> parse_control_request(std::string_view line) {
+  const nlohmann::json json = nlohmann::json::parse(line, nullptr, false);
+  if (json.is_discarded() || !json.is_object()) return std::string("not a JSON object");
+  ControlRequest request;
+  const auto op = json.find("op");
+  if (op == json.end() || !op->is_string()) return std::string("no \"op\"");
+  request.op = op->get<std::string>();
+  if (request.op != "down" && request.op != "kill" && request.op != "ping") {
+    return "unknown operation \"" + request.op + "\"";
+  }
+  if (const auto timeout = json.find("timeout"); timeout != json.end()) {
+    // Whole seconds only; a float such as 1e300 must never reach an integer conversion.
+    if (timeout->is_number_unsigned()) {
+      const auto seconds = timeout->get<std::uint64_t>();
+      request.timeout = seconds > static_cast<std::uint64_t>(kMaxControlTimeout.count())
+                            ? kMaxControlTimeout
+                            : std::chrono::seconds(static_cast<std::int64_t>(seconds));
+    } else if (timeout->is_number_integer() && timeout->get<std::int64_t>() >= 0) {
+      request.timeout = std::min(kMaxControlTimeout, std::chrono::seconds(timeout->get<std::int64_t>()));
+    } else {
+      return std::string("\"timeout\" is not a whole number of seconds, 0 or more");
+    }
+  }
+  if (const auto force = json.find("force"); force != json.end()) {
+    if (!force->is_boolean()) return std::string("\"force\" is not true or false");
+    request.force = force->get<bool>();
+  }
+  return request;
+}
 
 ControlServer::ControlServer(asio::io_context& io, std::filesystem::path socket, Handler handler)
     : impl_(std::make_shared<Impl>(io, std::move(socket), std::move(handler))) {

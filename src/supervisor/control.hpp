@@ -7,7 +7,10 @@
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <variant>
 
 #include "qvm/error.hpp"
 
@@ -17,6 +20,24 @@ namespace qvm::supervisor {
 //   request   {"op": "down", "timeout": 60, "force": false} | {"op": "kill"} | {"op": "ping"}
 //   progress  {"progress": "pressed the ACPI power button"}   (zero or more)
 //   reply     {"ok": true, ...} | {"ok": false, "error": "..."}  (exactly one, then close)
+
+/// A control request as the supervisor acts on it.
+struct ControlRequest {
+  std::string op;                               // "down", "kill" or "ping"
+  std::optional<std::chrono::seconds> timeout;  // down: how long ACPI gets (at most ~31 years)
+  bool force = false;                           // down: skip the ACPI step
+
+  friend bool operator==(const ControlRequest&, const ControlRequest&) = default;
+};
+
+/// Checks one request line: a JSON object with a known "op", a "timeout" that is a whole
+/// number of seconds (0 or more; larger than kMaxControlTimeout counts as that), and a
+/// boolean "force". Returns the request, or why it is refused (for the {"ok": false} reply).
+/// Never throws: the line comes from whoever can open the socket.
+std::variant<ControlRequest, std::string> parse_control_request(std::string_view line);
+
+/// The longest ACPI wait a request can ask for (about 31 years): longer is the same wait.
+inline constexpr std::chrono::seconds kMaxControlTimeout{1'000'000'000};
 
 /// One request in flight on the server side. Thread-compatible (the server's executor).
 class ControlReply {
@@ -31,7 +52,7 @@ class ControlReply {
 /// Serves the control socket on `io`. The handler runs on `io` for every request line.
 class ControlServer {
  public:
-  using Handler = std::function<void(const nlohmann::json& request, std::shared_ptr<ControlReply>)>;
+  using Handler = std::function<void(const ControlRequest& request, std::shared_ptr<ControlReply>)>;
 
   /// Binds `socket` (replacing a stale file) with mode 0600. Throws qvm::Error.
   ControlServer(boost::asio::io_context& io, std::filesystem::path socket, Handler handler);

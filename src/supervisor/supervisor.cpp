@@ -682,21 +682,17 @@ struct Supervisor::Impl {
     return "";
   }
 
-  void on_control(const nlohmann::json& request, std::shared_ptr<ControlReply> reply) {
-    const std::string op = request.value("op", "");
+  void on_control(const ControlRequest& request, std::shared_ptr<ControlReply> reply) {
+    const std::string& op = request.op;
     if (op == "ping") {
       return reply->finish({{"ok", true}, {"supervisor_pid", ::getpid()}, {"pid", status.pid ? nlohmann::json(*status.pid) : nlohmann::json(nullptr)}});
-    }
-    if (op != "down" && op != "kill") {
-      return reply->finish({{"ok", false}, {"error", "unknown control operation \"" + op + "\""}});
     }
     if (!qemu) {
       return reply->finish({{"ok", true}, {"state", std::string(to_string(status.state))}, {"step", "already stopped"}});
     }
     waiting.push_back(reply);
     if (op == "kill") return kill_now();
-    const int timeout = request.value("timeout", static_cast<int>(profile.shutdown.timeout.count()));
-    begin_down(request.value("force", false), std::chrono::seconds(std::max(0, timeout)));
+    begin_down(request.force, request.timeout.value_or(profile.shutdown.timeout));
   }
 
   void kill_now() {
@@ -826,7 +822,7 @@ struct Supervisor::Impl {
     store::make_private_dir(paths.runtime_dir);
     control = std::make_unique<ControlServer>(
         io, paths.runtime_dir / "control.sock",
-        [this](const nlohmann::json& request, std::shared_ptr<ControlReply> reply) { on_control(request, reply); });
+        [this](const ControlRequest& request, std::shared_ptr<ControlReply> reply) { on_control(request, reply); });
     watch_signals();
     if (options.attach_pid) {
       attach(*options.attach_pid);
