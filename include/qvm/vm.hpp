@@ -137,7 +137,8 @@ class Vm {
   nlohmann::json qmp(const std::string& command,
                      const nlohmann::json& arguments = nlohmann::json::object()) const;
   /// The journal (events.jsonl), oldest first: every QMP event with its time, and qvm's own
-  /// entries (QVM_START, QVM_READY, QVM_DOWN_STEP, QVM_EXIT, ...).
+  /// entries (QVM_START, QVM_READY, QVM_DOWN_STEP, QVM_EXIT, ...). A line that is not a JSON
+  /// object with a string "event" (cut short by a full disk, edited by hand) is skipped.
   std::vector<nlohmann::json> journal() const;
   /// Waits until the journal holds an entry named `event` beyond its first `after` entries
   /// (pass journal().size() taken before acting) and returns it; nullopt after `timeout`.

@@ -99,8 +99,9 @@ std::optional<fs::path> SnapshotTree::backing_of(const fs::path& image) const {
   if (out.exit_code != 0 || !info.is_object()) {
     throw SnapshotError("cannot read " + image.string() + ": " + out.out.substr(0, 300));
   }
-  if (info.contains("full-backing-filename")) return fs::path(info["full-backing-filename"].get<std::string>());
-  if (info.contains("backing-filename")) return fs::path(info["backing-filename"].get<std::string>());
+  for (const char* key : {"full-backing-filename", "backing-filename"}) {
+    if (info.contains(key) && info[key].is_string()) return fs::path(info[key].get<std::string>());
+  }
   return std::nullopt;
 }
 

@@ -10,7 +10,7 @@ namespace fs = std::filesystem;
 std::string detect_image_format(const fs::path& image, const host::ProgramRunner& run) {
   auto out = run({"qemu-img", "info", "--output=json", "-U", image.string()});
   auto info = nlohmann::json::parse(out.out, nullptr, false);
-  if (out.exit_code != 0 || !info.is_object() || !info.contains("format")) {
+  if (out.exit_code != 0 || !info.is_object() || !info.contains("format") || !info["format"].is_string()) {
     throw Error("cannot inspect " + image.string() + ": " + out.out.substr(0, 300));
   }
   return info["format"].get<std::string>();

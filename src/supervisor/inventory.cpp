@@ -267,8 +267,11 @@ std::vector<nlohmann::json> Vm::journal() const {
   std::vector<nlohmann::json> entries;
   std::ifstream in(inventory_->impl().store.paths(name_).state_dir / "events.jsonl");
   for (std::string line; std::getline(in, line);) {
+    // A line cut short by a full disk, or edited by hand, is skipped rather than fatal.
     auto entry = nlohmann::json::parse(line, nullptr, false);
-    if (!entry.is_discarded()) entries.push_back(std::move(entry));
+    if (entry.is_object() && entry.contains("event") && entry["event"].is_string()) {
+      entries.push_back(std::move(entry));
+    }
   }
   return entries;
 }
