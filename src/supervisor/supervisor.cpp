@@ -206,6 +206,7 @@ struct Supervisor::Impl {
     }
     const std::uint64_t serial_offset = size_or_zero(paths.serial_log());
     const std::uint64_t log_offset = size_or_zero(paths.qemu_log());
+    const auto spawned_at = env.now();  // before the fork, so QEMU's exec counts as QEMU's
     try {
       process::SpawnOptions spawn{command.argv, paths.qemu_log(), true, {}};
       spawn.die_with_parent = options.qemu_dies_with_supervisor;
@@ -221,7 +222,10 @@ struct Supervisor::Impl {
     status.accel = command.accel == Accel::kvm ? "kvm" : "tcg";
     run_uses_kvm = command.accel == Accel::kvm;
     save();
-    journal("QVM_START", {{"pid", qemu->pid()}, {"argv", command.argv}});
+    // spawned_at_us against the RESUME event's qemu_time: how long QEMU itself took to start.
+    const auto spawned_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(spawned_at.time_since_epoch()).count();
+    journal("QVM_START", {{"pid", qemu->pid()}, {"argv", command.argv}, {"spawned_at_us", spawned_us}});
     exit_watch = std::make_unique<process::ExitWatcher>(
         io.get_executor(), *qemu, [this](process::ExitStatus exit) { on_qemu_exit(exit); });
     qmp_deadline = Clock::now() + options.timings.qmp_connect;

@@ -10,7 +10,8 @@
 //
 // Prints one "KEY MICROSECONDS" line per milestone: qmp_ready_us and guest_ready_us count
 // from T (CLOCK_REALTIME in microseconds, as bash's $EPOCHREALTIME; default: this
-// program's start), powerdown_us from sending system_powerdown to QEMU's exit.
+// program's start), qemu_start_us from forking QEMU to QMP ready (QEMU's own share),
+// powerdown_us from sending system_powerdown to QEMU's exit.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -246,12 +247,15 @@ int run(const Options& options) {
   const std::int64_t deadline_us = realtime_us() + std::int64_t{options.timeout_s} * 1000000;
   const std::uint64_t serial_offset = options.serial_log.empty() ? 0 : file_size(options.serial_log);
   Qemu qemu(options.argv, options.qemu_log);
+  const std::int64_t spawned = realtime_us();
   QmpLine qmp(options.qmp_socket, qemu, deadline_us);
   if (qmp.read_line().find("\"QMP\"") == std::string::npos) fail("no QMP greeting");
   qmp.execute("qmp_capabilities", "bare-1");
   // qvm's supervisor starts QEMU with -S and sends cont before it reports QMP ready.
   if (options.cont) qmp.execute("cont", "bare-2");
-  std::printf("qmp_ready_us %lld\n", static_cast<long long>(realtime_us() - options.since_us));
+  const std::int64_t ready = realtime_us();
+  std::printf("qmp_ready_us %lld\n", static_cast<long long>(ready - options.since_us));
+  std::printf("qemu_start_us %lld\n", static_cast<long long>(ready - spawned));
   if (!options.serial_log.empty()) {
     wait_for_serial(options.serial_log, serial_offset, options.ready_text, qemu, deadline_us);
     std::printf("guest_ready_us %lld\n", static_cast<long long>(realtime_us() - options.since_us));

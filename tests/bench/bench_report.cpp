@@ -5,6 +5,9 @@
 //                                     and OUTDIR/results.md
 //   bench_report argv                 a JSON array of strings on stdin (`qvm up --dry-run
 //                                     --json`) -> the strings, each ended by NUL, for mapfile -d''
+//   bench_report qemu-start JOURNAL   a VM's events.jsonl -> the microseconds from the last
+//                                     QVM_START (its spawned_at_us) to the RESUME after it
+//                                     (QEMU's qemu_time): QEMU's own share of the last start
 //
 // RAW lines, tab-separated:
 //   machine KEY VALUE            shown in the machine table (CPU, kernel, QEMU, ...)
@@ -298,10 +301,37 @@ void json_argv_to_nul() {
   for (const auto& word : words) std::cout << word.get<std::string>() << '\0';
 }
 
+// The last start in a journal: QEMU spawned (the supervisor's clock) to the guest CPUs
+// resumed (QEMU's clock; both are the realtime clock).
+void qemu_start(const std::string& journal) {
+  std::ifstream in(journal);
+  if (!in) throw std::runtime_error("cannot read " + journal);
+  long long spawned = -1;
+  long long resumed = -1;
+  for (std::string line; std::getline(in, line);) {
+    const auto entry = nlohmann::json::parse(line, nullptr, false);
+    if (!entry.is_object()) continue;
+    const std::string event = entry.value("event", "");
+    if (event == "QVM_START" && entry["data"].contains("spawned_at_us")) {
+      spawned = entry["data"]["spawned_at_us"].get<long long>();
+      resumed = -1;
+    } else if (event == "RESUME" && spawned >= 0 && resumed < 0 && entry.contains("qemu_time")) {
+      const auto& time = entry["qemu_time"];
+      resumed = time.at("seconds").get<long long>() * 1000000 + time.at("microseconds").get<long long>();
+    }
+  }
+  if (spawned < 0 || resumed < 0) throw std::runtime_error(journal + ": no QVM_START followed by RESUME");
+  std::cout << (resumed - spawned) << "\n";
+}
+
 int run(int argc, char** argv) {
   const std::string command = argc > 1 ? argv[1] : "";
   if (command == "argv" && argc == 2) {
     json_argv_to_nul();
+    return 0;
+  }
+  if (command == "qemu-start" && argc == 3) {
+    qemu_start(argv[2]);
     return 0;
   }
   if (command == "import-gbench" && argc == 3) {
@@ -312,7 +342,7 @@ int run(int argc, char** argv) {
     write_outputs(read_raw(argv[2]), argv[3]);
     return 0;
   }
-  std::cerr << "usage: bench_report import-gbench FILE | write RAW OUTDIR | argv\n";
+  std::cerr << "usage: bench_report import-gbench FILE | write RAW OUTDIR | argv | qemu-start JOURNAL\n";
   return 2;
 }
 

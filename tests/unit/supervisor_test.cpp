@@ -152,6 +152,12 @@ class SupervisorTest : public ::testing::Test {
 TEST_F(SupervisorTest, StartsQemuPausedThenResumesItAndReportsReady) {
   define();
   server_->expect("cont");
+  const auto micros = [] {
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
+  const auto before = micros();
   start();
   ASSERT_TRUE(testing::eventually([&] { return notified("ready"); }, 10s));
   VmStatus s = status();
@@ -171,6 +177,16 @@ TEST_F(SupervisorTest, StartsQemuPausedThenResumesItAndReportsReady) {
   }
   EXPECT_TRUE(journal_has("QVM_START"));
   EXPECT_TRUE(journal_has("QVM_READY"));
+  // When QEMU was spawned, to the microsecond: set against the RESUME event's qemu_time it
+  // tells how long QEMU itself took to start (scripts/bench.sh reports it).
+  std::istringstream lines(store::read_file_if_exists(store_.paths("sup").state_dir / "events.jsonl").value_or(""));
+  for (std::string line; std::getline(lines, line);) {
+    const auto entry = nlohmann::json::parse(line);
+    if (entry["event"] != "QVM_START") continue;
+    const auto spawned = entry["data"].value("spawned_at_us", std::int64_t{0});
+    EXPECT_GE(spawned, before);
+    EXPECT_LE(spawned, micros());
+  }
   ::kill(*s.pid, SIGKILL);
   finish();
 }
