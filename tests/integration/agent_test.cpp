@@ -28,11 +28,7 @@ constexpr auto kAnswer = std::chrono::milliseconds(30s);
 class AgentVms {
  public:
   ~AgentVms() {
-    auto list = qvm({"ls", "--json"});
-    if (list.exit_code != 0) return;
-    for (const auto& vm : nlohmann::json::parse(list.out)) {
-      if (!vm["pid"].is_null()) qvm({"kill", vm["name"].get<std::string>()});
-    }
+    testing::kill_all_vms(state_);
   }
 
   CommandResult qvm(const std::vector<std::string>& args) {

@@ -10,6 +10,7 @@
 
 #include "store/files.hpp"
 #include "supervisor/launch.hpp"
+#include "support/state_dir_test.hpp"
 #include "support/cli_runner.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_guest.hpp"
@@ -22,23 +23,11 @@ using namespace std::chrono_literals;
 using testing::CommandResult;
 using testing::TempDir;
 
-class LifecycleIntegrationTest : public ::testing::Test {
+class LifecycleIntegrationTest : public testing::StateDirTest {
  protected:
-  void TearDown() override {
-    // Nothing a test started may outlive it.
-    auto list = qvm({"ls", "--json"});
-    if (list.exit_code != 0) return;
-    for (const auto& vm : nlohmann::json::parse(list.out)) {
-      if (!vm["pid"].is_null()) qvm({"kill", vm["name"].get<std::string>()});
-    }
-  }
-
-  CommandResult qvm(const std::vector<std::string>& args, std::chrono::seconds timeout = 240s) {
-    return testing::qvm(state_, args, timeout);
-  }
-
+  // Every VM these tests ask about exists: a failed `status` is a failure of the test.
   nlohmann::json status(const std::string& name) {
-    auto result = qvm({"status", name, "--json"});
+    const CommandResult result = qvm({"status", name, "--json"});
     EXPECT_EQ(result.exit_code, 0) << result.err;
     return nlohmann::json::parse(result.out.empty() ? "{}" : result.out);
   }
@@ -51,8 +40,6 @@ class LifecycleIntegrationTest : public ::testing::Test {
     return testing::write_guest_profile(dir_, options);
   }
 
-  TempDir dir_;
-  fs::path state_ = dir_ / "state";
 };
 
 TEST_F(LifecycleIntegrationTest, ClassicLifecycleFromUpToRm) {

@@ -13,6 +13,7 @@
 #include "store/files.hpp"
 #include "store/layout.hpp"
 #include "store/snapshot_meta.hpp"
+#include "support/state_dir_test.hpp"
 #include "support/cli_runner.hpp"
 #include "support/guest_shell.hpp"
 #include "support/temp_dir.hpp"
@@ -25,25 +26,8 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using testing::CommandResult;
 
-class ReliabilityIntegrationTest : public ::testing::Test {
+class ReliabilityIntegrationTest : public testing::StateDirTest {
  protected:
-  void TearDown() override {
-    auto list = qvm({"ls", "--json"});
-    if (list.exit_code != 0) return;
-    for (const auto& vm : nlohmann::json::parse(list.out)) {
-      if (!vm["pid"].is_null()) qvm({"kill", vm["name"].get<std::string>()});
-    }
-  }
-
-  CommandResult qvm(const std::vector<std::string>& args, std::chrono::seconds timeout = 240s) {
-    return testing::qvm(state_, args, timeout);
-  }
-
-  nlohmann::json status(const std::string& name) {
-    auto result = qvm({"status", name, "--json"});
-    return nlohmann::json::parse(result.out.empty() ? "{}" : result.out);
-  }
-
   // How many QEMU processes carry this VM's UUID.
   int qemus(const std::string& uuid) {
     auto ps = testing::run_command({"pgrep", "-c", "-f", "--", "-uuid " + uuid});
@@ -102,8 +86,6 @@ class ReliabilityIntegrationTest : public ::testing::Test {
     return testing::write_guest_profile(dir_, testing::guest(name).no_ready_wait().toml(disk));
   }
 
-  testing::TempDir dir_;
-  fs::path state_ = dir_ / "state";
 };
 
 TEST_F(ReliabilityIntegrationTest, KilledSupervisorIsReplacedAndTheVmStaysManageable) {

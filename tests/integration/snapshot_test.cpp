@@ -9,6 +9,7 @@
 
 #include "process/run_program.hpp"
 #include "store/snapshot_meta.hpp"
+#include "support/state_dir_test.hpp"
 #include "support/cli_runner.hpp"
 #include "support/guest_shell.hpp"
 #include "support/temp_dir.hpp"
@@ -22,25 +23,8 @@ using namespace std::chrono_literals;
 using testing::CommandResult;
 using testing::TempDir;
 
-class SnapshotIntegrationTest : public ::testing::Test {
+class SnapshotIntegrationTest : public testing::StateDirTest {
  protected:
-  void TearDown() override {
-    auto list = qvm({"ls", "--json"});
-    if (list.exit_code != 0) return;
-    for (const auto& vm : nlohmann::json::parse(list.out)) {
-      if (!vm["pid"].is_null()) qvm({"kill", vm["name"].get<std::string>()});
-    }
-  }
-
-  CommandResult qvm(const std::vector<std::string>& args, std::chrono::seconds timeout = 240s) {
-    return testing::qvm(state_, args, timeout);
-  }
-
-  nlohmann::json status(const std::string& name) {
-    auto result = qvm({"status", name, "--json"});
-    return nlohmann::json::parse(result.out.empty() ? "{}" : result.out);
-  }
-
   // Boots the guest with one 64 MiB qcow2 data disk (the guest's /dev/vda).
   void up(const std::string& name, const std::string& extra = "") {
     auto profile = testing::write_guest_profile(
@@ -92,8 +76,6 @@ class SnapshotIntegrationTest : public ::testing::Test {
     }
   }
 
-  TempDir dir_;
-  fs::path state_ = dir_ / "state";
 };
 
 TEST_F(SnapshotIntegrationTest, RevertBringsBackWhatWasThereAndDropsWhatCameAfter) {

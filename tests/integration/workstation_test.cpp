@@ -15,6 +15,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "support/state_dir_test.hpp"
 #include "support/cli_runner.hpp"
 #include "support/guest_shell.hpp"
 #include "support/temp_dir.hpp"
@@ -86,23 +87,11 @@ std::map<fs::path, std::string> file_contents(const fs::path& folder) {
   return contents;
 }
 
-class WorkstationIntegrationTest : public ::testing::Test {
+class WorkstationIntegrationTest : public testing::StateDirTest {
  protected:
-  void TearDown() override {
-    // Nothing a test started may outlive it.
-    auto list = qvm({"ls", "--json"});
-    if (list.exit_code != 0) return;
-    for (const auto& vm : nlohmann::json::parse(list.out)) {
-      if (!vm["pid"].is_null()) qvm({"kill", vm["name"].get<std::string>()});
-    }
-  }
-
-  CommandResult qvm(const std::vector<std::string>& args, std::chrono::seconds timeout = 240s) {
-    return testing::qvm(state_, args, timeout);
-  }
-
+  // Every VM these tests ask about exists: a failed `status` is a failure of the test.
   nlohmann::json status(const std::string& name) {
-    auto result = qvm({"status", name, "--json"});
+    const CommandResult result = qvm({"status", name, "--json"});
     EXPECT_EQ(result.exit_code, 0) << result.err;
     return nlohmann::json::parse(result.out.empty() ? "{}" : result.out);
   }
@@ -153,8 +142,6 @@ class WorkstationIntegrationTest : public ::testing::Test {
     return starts.back()["data"]["argv"].get<std::vector<std::string>>();
   }
 
-  TempDir dir_;
-  fs::path state_ = dir_ / "state";
 };
 
 TEST_F(WorkstationIntegrationTest, TcpForwardReachesAWebServerInTheGuest) {

@@ -103,4 +103,13 @@ CommandResult qvm(const std::filesystem::path& state_dir, const std::vector<std:
   return run_command(argv, {}, input, timeout);
 }
 
+void kill_all_vms(const std::filesystem::path& state_dir) {
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator(state_dir / "vms", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    // Killing a stopped VM changes nothing, so no need to ask which ones run.
+    if (it->is_directory(ec)) qvm(state_dir, {"kill", it->path().filename().string()}, std::chrono::seconds(60));
+  }
+}
+
 }  // namespace qvm::testing

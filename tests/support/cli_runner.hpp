@@ -31,4 +31,8 @@ CommandResult qvm(const std::filesystem::path& state_dir, const std::vector<std:
                   std::chrono::seconds timeout = std::chrono::seconds(180),
                   const std::string& input = "");
 
+/// Kills every VM defined under `state_dir` with `qvm kill NAME`, one per folder in vms/,
+/// so nothing a test started outlives it even when `qvm ls` would fail. Never throws.
+void kill_all_vms(const std::filesystem::path& state_dir);
+
 }  // namespace qvm::testing
