@@ -23,6 +23,7 @@ FolderWatch::FolderWatch(asio::io_context& io, const std::filesystem::path& fold
 }
 
 FolderWatch::~FolderWatch() {
+  *alive_ = false;
   stop();
 }
 
@@ -33,11 +34,12 @@ void FolderWatch::stop() {
   timer_.cancel();
 }
 
-// Handlers test `ec` before touching `this`: a cancelled one may run after destruction.
+// Handlers test `alive` before touching `this`: one may run after destruction, cancelled
+// or, if it had already completed, with success.
 void FolderWatch::arm_inotify() {
   inotify_.async_read_some(asio::buffer(events_),
-                           [this](boost::system::error_code ec, std::size_t) {
-                             if (ec || done_) return;
+                           [this, alive = alive_](boost::system::error_code ec, std::size_t) {
+                             if (ec || !*alive || done_) return;
                              run_check();
                              if (!done_) arm_inotify();
                            });
@@ -45,8 +47,8 @@ void FolderWatch::arm_inotify() {
 
 void FolderWatch::arm_timer(std::chrono::milliseconds after) {
   timer_.expires_after(after);
-  timer_.async_wait([this](boost::system::error_code ec) {
-    if (ec || done_) return;
+  timer_.async_wait([this, alive = alive_](boost::system::error_code ec) {
+    if (ec || !*alive || done_) return;
     run_check();
     if (!done_) arm_timer(interval_);
   });

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <memory>
 
 namespace qvm::supervisor {
 
@@ -35,6 +36,9 @@ class FolderWatch {
   boost::asio::steady_timer timer_;
   char events_[4096];
   bool done_ = false;
+  // False once destroyed. A wake-up that completed before cancel() still runs its handler
+  // (with success), so handlers look here before they touch anything else.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace qvm::supervisor

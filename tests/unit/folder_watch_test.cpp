@@ -4,6 +4,8 @@
 
 #include <boost/asio/steady_timer.hpp>
 #include <fstream>
+#include <memory>
+#include <thread>
 
 #include "support/temp_dir.hpp"
 
@@ -67,6 +69,26 @@ TEST(FolderWatchTest, DestroyingTheWatchCancelsIt) {
   }
   std::ofstream(dir / "file") << "";
   io.run_for(50ms);
+  EXPECT_EQ(checks, 0);
+}
+
+// Found by the demo: the supervisor replaced a FolderWatch whose timer had already fired
+// but whose handler had not run yet; cancel() cannot stop that handler, which then ran on
+// freed memory. Here an earlier timer's handler destroys the watch in the same turn.
+TEST(FolderWatchTest, DestroyedWhileItsWakeUpIsAlreadyQueuedItStaysQuiet) {
+  testing::TempDir dir;
+  boost::asio::io_context io;
+  int checks = 0;
+  std::unique_ptr<FolderWatch> watch;
+  boost::asio::steady_timer earlier(io, Clock::now());
+  earlier.async_wait([&](boost::system::error_code) { watch.reset(); });
+  watch = std::make_unique<FolderWatch>(io, dir.path(), 1h, [&] {
+    ++checks;
+    return false;
+  });
+  std::this_thread::sleep_for(20ms);  // both timers have expired before the loop looks
+  io.run_for(100ms);
+  EXPECT_FALSE(watch);
   EXPECT_EQ(checks, 0);
 }
 
