@@ -305,7 +305,7 @@ struct Supervisor::Impl {
                            status.reason_code = "started";
                          }
                          // Ready at QMP: became_ready() saves running and ready in one write.
-                         if (profile.ready && (profile.ready->serial || profile.ready->agent)) save();
+                         if (!ready_at_qmp()) save();
                          notify({{"phase", "qmp-ready"}, {"pid", status.pid.value_or(0)}});
                          wait_until_ready(serial_offset);
                        });
@@ -401,9 +401,12 @@ struct Supervisor::Impl {
   bool waiting_serial = false;
   bool waiting_agent = false;
 
+  // No [ready] condition beyond QMP answering.
+  bool ready_at_qmp() const { return !profile.ready || (!profile.ready->serial && !profile.ready->agent); }
+
   void wait_until_ready(std::uint64_t serial_offset) {
+    if (ready_at_qmp()) return became_ready("QMP ready");
     const std::optional<Ready>& ready = profile.ready;
-    if (!ready || (!ready->serial && !ready->agent)) return became_ready("QMP ready");
     const auto timeout = options.ready_timeout.value_or(ready->timeout);
     std::string what;
     if (ready->serial) {
