@@ -115,16 +115,13 @@ std::variant<ControlRequest, std::string> parse_control_request(std::string_view
   }
   if (const auto timeout = json.find("timeout"); timeout != json.end()) {
     // Whole seconds only; a float such as 1e300 must never reach an integer conversion.
-    if (timeout->is_number_unsigned()) {
-      const auto seconds = timeout->get<std::uint64_t>();
-      request.timeout = seconds > static_cast<std::uint64_t>(kMaxControlTimeout.count())
-                            ? kMaxControlTimeout
-                            : std::chrono::seconds(static_cast<std::int64_t>(seconds));
-    } else if (timeout->is_number_integer() && timeout->get<std::int64_t>() >= 0) {
-      request.timeout = std::min(kMaxControlTimeout, std::chrono::seconds(timeout->get<std::int64_t>()));
-    } else {
+    // The parser stores every integer from 0 up as unsigned, and only those.
+    if (!timeout->is_number_unsigned()) {
       return std::string("\"timeout\" is not a whole number of seconds, 0 or more");
     }
+    const auto seconds = std::min(timeout->get<std::uint64_t>(),
+                                  static_cast<std::uint64_t>(kMaxControlTimeout.count()));
+    request.timeout = std::chrono::seconds(static_cast<std::int64_t>(seconds));
   }
   if (const auto force = json.find("force"); force != json.end()) {
     if (!force->is_boolean()) return std::string("\"force\" is not true or false");
