@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -343,7 +344,10 @@ void QmpClient::Impl::on_command_timer(Clock::time_point armed_for) {
                     nullptr);
   }
   if (state_ == State::closed) return;
-  for (const auto& [id, pending] : pending_) arm_command_timer(pending.deadline);
+  const auto earliest = std::min_element(pending_.begin(), pending_.end(), [](const auto& a, const auto& b) {
+    return a.second.deadline < b.second.deadline;
+  });
+  if (earliest != pending_.end()) arm_command_timer(earliest->second.deadline);
 }
 
 void QmpClient::Impl::dispatch(const QmpEvent& event) {
