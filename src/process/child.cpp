@@ -47,6 +47,25 @@ void reset_signals() {
   for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD}) ::signal(sig, SIG_DFL);
 }
 
+// Moves each {target, fd} of `inherit` onto its target, clearing FD_CLOEXEC there. Every
+// source is first copied above all targets, so moving one never overwrites another's
+// source. Returns the lowest fd above the targets (the copies sit there; closing them is
+// the caller's business), or -1 with errno set.
+int place_inherited_fds(const std::vector<std::pair<int, int>>& inherit) {
+  int park = 3;
+  for (const auto& [target, fd] : inherit) park = std::max(park, target + 1);
+  std::vector<int> parked;
+  for (const auto& [target, fd] : inherit) {
+    const int copy = ::fcntl(fd, F_DUPFD, park);
+    if (copy < 0) return -1;
+    parked.push_back(copy);
+  }
+  for (std::size_t i = 0; i < parked.size(); ++i) {
+    if (::dup2(parked[i], inherit[i].first) < 0) return -1;
+  }
+  return park;
+}
+
 // Runs in the forked child before exec: a fresh session and the default signal setup, so
 // QEMU does not inherit the supervisor's blocked or ignored signals.
 struct ChildSetup {
@@ -63,10 +82,9 @@ struct ChildSetup {
   boost::system::error_code on_exec_setup(bp::posix::default_launcher&, const bp::filesystem::path&,
                                           const char* const*) {
     reset_signals();
-    for (const auto& [target, fd] : *inherit) {
-      // dup2 onto itself would keep FD_CLOEXEC; clear it instead.
-      int r = fd == target ? ::fcntl(fd, F_SETFD, 0) : ::dup2(fd, target);
-      if (r < 0) return boost::system::error_code(errno, boost::system::system_category());
+    // The parked copies are not whitelisted, so the launcher closes them before exec.
+    if (place_inherited_fds(*inherit) < 0) {
+      return boost::system::error_code(errno, boost::system::system_category());
     }
     if (new_session && ::setsid() < 0) {
       return boost::system::error_code(errno, boost::system::system_category());
@@ -208,19 +226,8 @@ void fork_detached(const SpawnOptions& options, const std::function<int()>& body
       ::dup2(log_fd, STDERR_FILENO) < 0) {
     ::_exit(127);
   }
-  // Targets are above stderr: park every source above them all first, so that moving one
-  // never overwrites another.
-  int park = 3;
-  for (const auto& [target, fd] : options.inherit) park = std::max(park, target + 1);
-  std::vector<int> parked;
-  for (const auto& [target, fd] : options.inherit) {
-    int copy = ::fcntl(fd, F_DUPFD, park);
-    if (copy < 0) ::_exit(127);
-    parked.push_back(copy);
-  }
-  for (std::size_t i = 0; i < parked.size(); ++i) {
-    if (::dup2(parked[i], options.inherit[i].first) < 0) ::_exit(127);
-  }
+  const int park = place_inherited_fds(options.inherit);
+  if (park < 0) ::_exit(127);
   for (int fd = 3; fd < park; ++fd) {
     const bool target = std::any_of(options.inherit.begin(), options.inherit.end(),
                                     [fd](const auto& entry) { return entry.first == fd; });
