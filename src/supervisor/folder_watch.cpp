@@ -12,7 +12,8 @@ FolderWatch::FolderWatch(asio::io_context& io, const std::filesystem::path& fold
   int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (fd >= 0) {
     // The folder, not the file: the file may not exist yet, and may be recreated.
-    if (::inotify_add_watch(fd, folder.c_str(), IN_CREATE | IN_MODIFY | IN_MOVED_TO) >= 0) {
+    wd_ = ::inotify_add_watch(fd, folder.c_str(), IN_CREATE | IN_MODIFY | IN_MOVED_TO);
+    if (wd_ >= 0) {
       inotify_.assign(fd);
       arm_inotify();
     } else {
@@ -27,10 +28,19 @@ FolderWatch::~FolderWatch() {
   stop();
 }
 
+// Stopping removes the watch but keeps the descriptor until destruction. Closing an
+// inotify descriptor waits for the kernel to finish destroying its watches (an SRCU grace
+// period, several milliseconds); by the time the watch is destroyed that has long
+// happened in the background, whereas closing here would hold up whoever stopped it: the
+// QMP connect of a start, the "ready" of a serial match.
 void FolderWatch::stop() {
   done_ = true;
   boost::system::error_code ignored;
-  inotify_.close(ignored);
+  if (inotify_.is_open()) {
+    if (wd_ >= 0) ::inotify_rm_watch(inotify_.native_handle(), wd_);
+    wd_ = -1;
+    inotify_.cancel(ignored);
+  }
   timer_.cancel();
 }
 

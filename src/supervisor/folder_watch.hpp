@@ -35,6 +35,7 @@ class FolderWatch {
   boost::asio::posix::stream_descriptor inotify_;
   boost::asio::steady_timer timer_;
   char events_[4096];
+  int wd_ = -1;  // the folder's watch on inotify_
   bool done_ = false;
   // False once destroyed. A wake-up that completed before cancel() still runs its handler
   // (with success), so handlers look here before they touch anything else.

@@ -5,6 +5,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <fstream>
 #include <memory>
+#include <string>
 #include <thread>
 
 #include "support/temp_dir.hpp"
@@ -90,6 +91,45 @@ TEST(FolderWatchTest, DestroyedWhileItsWakeUpIsAlreadyQueuedItStaysQuiet) {
   io.run_for(100ms);
   EXPECT_FALSE(watch);
   EXPECT_EQ(checks, 0);
+}
+
+// This process's inotify descriptors and the watches they hold (/proc/self/fd, fdinfo).
+struct InotifyUse {
+  int descriptors = 0;
+  int watches = 0;
+};
+InotifyUse inotify_use() {
+  InotifyUse use;
+  for (const auto& entry : fs::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    if (fs::read_symlink(entry.path(), ec).string() != "anon_inode:inotify") continue;
+    ++use.descriptors;
+    std::ifstream info("/proc/self/fdinfo/" + entry.path().filename().string());
+    for (std::string line; std::getline(info, line);) use.watches += line.rfind("inotify wd:", 0) == 0;
+  }
+  return use;
+}
+
+// Closing an inotify descriptor waits until the kernel has destroyed its watches, an SRCU
+// grace period of several milliseconds; when the QMP socket watch closed it on success,
+// every start connected that much later. Stopping removes the watch at once and leaves the
+// close to the destructor, by when the kernel has long finished.
+TEST(FolderWatchTest, StoppingDropsTheWatchAndLeavesTheCloseToTheDestructor) {
+  testing::TempDir dir;
+  boost::asio::io_context io;
+  const InotifyUse before = inotify_use();
+  {
+    FolderWatch watch(io, dir.path(), 1h, [&] { return fs::exists(dir / "qmp.sock"); });
+    io.run_for(20ms);
+    EXPECT_EQ(inotify_use().descriptors, before.descriptors + 1);
+    EXPECT_EQ(inotify_use().watches, before.watches + 1);
+
+    std::ofstream(dir / "qmp.sock") << "";
+    io.run_for(100ms);
+    EXPECT_EQ(inotify_use().descriptors, before.descriptors + 1) << "stopped, but not closed yet";
+    EXPECT_EQ(inotify_use().watches, before.watches) << "the folder is no longer watched";
+  }
+  EXPECT_EQ(inotify_use().descriptors, before.descriptors);
 }
 
 }  // namespace
