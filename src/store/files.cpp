@@ -34,8 +34,17 @@ void write_all(int fd, std::string_view data, const fs::path& path) {
 
 }  // namespace
 
+ReplacedFiles::~ReplacedFiles() { release(); }
+
+void ReplacedFiles::keep(int fd) { fds_.push_back(fd); }
+
+void ReplacedFiles::release() {
+  for (int fd : fds_) ::close(fd);
+  fds_.clear();
+}
+
 void write_file_atomically(const fs::path& path, std::string_view content, fs::perms perms,
-                           Durability durability) {
+                           Durability durability, ReplacedFiles* replaced) {
   fs::path temp = path;
   temp += ".tmp." + std::to_string(::getpid());
   int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
@@ -50,11 +59,15 @@ void write_file_atomically(const fs::path& path, std::string_view content, fs::p
     throw;
   }
   ::close(fd);
+  // Opened before the rename unlinks it; nothing is lost if it does not exist.
+  const int old_fd = replaced ? ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
   if (::rename(temp.c_str(), path.c_str()) != 0) {
     int err = errno;
     ::unlink(temp.c_str());
+    if (old_fd >= 0) ::close(old_fd);
     fail("cannot replace", path, err);
   }
+  if (old_fd >= 0) replaced->keep(old_fd);
   // The rename is durable only once the folder itself is on disk.
   if (durability != Durability::durable) return;
   int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -125,9 +138,12 @@ std::optional<FileLock> FileLock::try_acquire(const fs::path& path, std::string_
     if (err == EWOULDBLOCK) return std::nullopt;
     fail("cannot lock", path, err);
   }
-  if (::ftruncate(fd, 0) == 0) {
-    std::string text(holder);
-    ssize_t ignored = ::pwrite(fd, text.data(), text.size(), 0);
+  // Overwritten in place, then cut to length: truncating to zero first would free the
+  // file's block and allocate another one, which costs a synchronous discard on a file
+  // system mounted with -o discard (common on cloud VMs), twice per qvm command.
+  ssize_t written = ::pwrite(fd, holder.data(), holder.size(), 0);
+  if (written >= 0) {
+    int ignored = ::ftruncate(fd, written);
     (void)ignored;
   }
   return FileLock(fd);

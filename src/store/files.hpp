@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace qvm::store {
 
@@ -11,13 +12,35 @@ namespace qvm::store {
 /// also a power loss (`durable`: fsync of the file before and of its folder after).
 enum class Durability { atomic, durable };
 
+/// Files that a replace unlinked, held open so that the file system frees their blocks when
+/// the holder lets go rather than inside the rename. On a mount with `-o discard` (common
+/// on cloud VMs) freeing a block waits for the disk to discard it, which a supervisor would
+/// rather do after it has told `qvm up` the VM is ready than before.
+class ReplacedFiles {
+ public:
+  ReplacedFiles() = default;
+  ~ReplacedFiles();
+  ReplacedFiles(const ReplacedFiles&) = delete;
+  ReplacedFiles& operator=(const ReplacedFiles&) = delete;
+
+  /// Takes ownership of an open descriptor of a replaced file.
+  void keep(int fd);
+  /// Closes them all: the last reference goes, and their blocks are freed now.
+  void release();
+
+ private:
+  std::vector<int> fds_;
+};
+
 /// Replaces `path` with `content` so that readers see the old or the new file, never a
 /// mix, even across a crash: temp file in the same folder, fsync, rename, fsync folder.
+/// With `replaced`, the file that was at `path` stays open there until released.
 /// Throws qvm::Error with the path and the OS reason.
 void write_file_atomically(const std::filesystem::path& path, std::string_view content,
                            std::filesystem::perms perms = std::filesystem::perms::owner_read |
                                                           std::filesystem::perms::owner_write,
-                           Durability durability = Durability::durable);
+                           Durability durability = Durability::durable,
+                           ReplacedFiles* replaced = nullptr);
 
 /// The whole file, or nullopt if it does not exist. Throws qvm::Error on other failures.
 std::optional<std::string> read_file_if_exists(const std::filesystem::path& path);

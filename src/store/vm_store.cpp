@@ -109,7 +109,7 @@ std::optional<VmStatus> VmStore::read_status(std::string_view name) const {
   }
 }
 
-void VmStore::write_status(const VmStatus& status) const {
+void VmStore::write_status(const VmStatus& status, ReplacedFiles* replaced) const {
   const fs::path file = vm_dir(status.name) / "state.json";
   const std::string text = status.to_json().dump(2) + "\n";
   // Unchanged (a re-define, a repeated save): the file on disk already says it.
@@ -118,7 +118,7 @@ void VmStore::write_status(const VmStatus& status) const {
   const bool resting = status.state == VmState::stopped || status.state == VmState::crashed;
   if (read_file_if_exists(file) != text) {
     write_file_atomically(file, text, fs::perms::owner_read | fs::perms::owner_write,
-                          resting ? Durability::durable : Durability::atomic);
+                          resting ? Durability::durable : Durability::atomic, replaced);
   }
 }
 

@@ -46,8 +46,8 @@ class VmStore {
   /// state.json of `name`, nullopt if the VM is not defined. A missing or unreadable state
   /// file of a defined VM yields a stopped status, never an exception.
   std::optional<VmStatus> read_status(std::string_view name) const;
-  /// Replaces state.json atomically.
-  void write_status(const VmStatus& status) const;
+  /// Replaces state.json atomically; see write_file_atomically for `replaced`.
+  void write_status(const VmStatus& status, ReplacedFiles* replaced = nullptr) const;
 
   /// Takes the VM's operation lock (up, start, rm, snapshot...). Throws BusyError naming
   /// the holder when another qvm process has it.

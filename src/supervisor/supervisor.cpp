@@ -115,7 +115,14 @@ struct Supervisor::Impl {
 
   // ---- bookkeeping -------------------------------------------------------------------
 
-  void save() { store.write_status(status); }
+  // The state.json each save replaces is let go of once the handler that saved has run,
+  // after its notify: freeing the file's blocks can wait on the disk (see ReplacedFiles).
+  std::shared_ptr<store::ReplacedFiles> replaced_files = std::make_shared<store::ReplacedFiles>();
+
+  void save() {
+    store.write_status(status, replaced_files.get());
+    asio::post(io, [files = replaced_files] { files->release(); });
+  }
 
   void journal(const std::string& event, nlohmann::json data = nlohmann::json::object()) {
     nlohmann::json entry = {{"time", store::format_time(env.now())}, {"event", event}, {"data", std::move(data)}};
