@@ -2,10 +2,10 @@
 
 // toml++'s configuration header in the fuzz build (TOML_CONFIG_HEADER): its internal
 // assertions stay live, as assert() does in the rest of the fuzz build, except the
-// preconditions below, which toml++ 3.3.0's own parser breaks on malformed input. Debian's
-// libtomlplusplus, which qvm links, is built with NDEBUG and g++, so there these checks are
-// no-ops and the parser goes on to report a parse error (qvm validate prints it with a
-// caret); the fuzzer should see the same, not stop on known bugs that are not qvm's.
+// preconditions below, which toml++ 3.3.0's own parser breaks on malformed input. qvm
+// compiles toml++ with its assertions off (src/profile/profile_parser.cpp), so there these
+// checks are no-ops and the parser goes on to report a parse error (qvm validate prints it
+// with a caret); the fuzzer should see the same, not stop on known bugs that are not qvm's.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
