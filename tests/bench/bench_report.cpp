@@ -212,13 +212,14 @@ Row evaluate(const Raw& raw, const Spec& spec) {
     if (!ratios.values.empty()) row.paired_ratio = ratios.median();
   }
   if (!row.target) return row;
-  std::optional<double> measured = row.target->kind == "ratio" ? row.ratio
-                                   : row.qvm                   ? std::optional<double>(row.qvm->median())
-                                                               : std::nullopt;
-  if (!measured) {
+  // Plain values rather than an optional<double>: GCC 12 at -Os warns that one may be
+  // read uninitialized.
+  const bool have = row.target->kind == "ratio" ? row.ratio.has_value() : row.qvm.has_value();
+  const double measured = !have ? 0.0 : row.target->kind == "ratio" ? *row.ratio : row.qvm->median();
+  if (!have) {
     row.met = "no data";
   } else {
-    const bool ok = row.target->op == "<=" ? *measured <= row.target->limit : *measured < row.target->limit;
+    const bool ok = row.target->op == "<=" ? measured <= row.target->limit : measured < row.target->limit;
     row.met = ok ? "yes" : "no";
   }
   return row;
