@@ -135,7 +135,7 @@ main() {
   record machine "load average at end" "$(cut -d' ' -f1-3 /proc/loadavg)"
   record config "duration" "$((SECONDS - started)) s"
   cleanup_everything
-  "$bench_tools/bench_report" write "$bench_raw" "$bench_out"
+  "$bench_tools/bench_report" write "$bench_raw" "$bench_out" "$bench_root/tests/bench/peer_figures.json"
   log "results: $bench_out/results.md and results.json"
   cat "$bench_out/results.md"
 }

@@ -1,8 +1,10 @@
 // Statistics and reports for scripts/bench.sh.
 //
 //   bench_report import-gbench FILE   Google Benchmark JSON -> sample lines on stdout
-//   bench_report write RAW OUTDIR     RAW (tab-separated lines, below) -> OUTDIR/results.json
-//                                     and OUTDIR/results.md
+//   bench_report write RAW OUTDIR [PEERS]
+//                                     RAW (tab-separated lines, below) -> OUTDIR/results.json
+//                                     and OUTDIR/results.md; PEERS (peer_figures.json): what
+//                                     peers publish, each set next to the measurement it names
 //   bench_report argv                 a JSON array of strings on stdin (`qvm up --dry-run
 //                                     --json`) -> the strings, each ended by NUL, for mapfile -d''
 //   bench_report qemu-start JOURNAL   a VM's events.jsonl -> the microseconds from the last
@@ -225,9 +227,36 @@ Row evaluate(const Raw& raw, const Spec& spec) {
   return row;
 }
 
-void write_outputs(const Raw& raw, const std::string& outdir) {
+// What peers publish (tests/bench/peer_figures.json), each next to the measurement of this
+// run it is closest to. Their conditions differ, which every entry says.
+struct Peer {
+  std::string peer, figure, conditions, source, compare, difference;
+};
+
+std::vector<Peer> read_peers(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail("cannot read " + path);
+  std::vector<Peer> peers;
+  for (const auto& entry : json::parse(in)) {
+    peers.push_back({entry.at("peer").get<std::string>(), entry.at("figure").get<std::string>(),
+                     entry.at("conditions").get<std::string>(), entry.at("source").get<std::string>(),
+                     entry.at("compare").get<std::string>(), entry.at("difference").get<std::string>()});
+  }
+  return peers;
+}
+
+void write_outputs(const Raw& raw, const std::string& outdir, const std::vector<Peer>& peers) {
   std::vector<Row> rows;
   for (const auto& spec : raw.specs) rows.push_back(evaluate(raw, spec));
+  // This run's value for a peer's figure: the median of the measurement it names, if run.
+  const auto measured = [&rows](const Peer& peer) -> std::optional<std::string> {
+    for (const auto& row : rows) {
+      if (row.spec.id == peer.compare && row.qvm) {
+        return row.spec.title + ": " + number(row.qvm->median()) + " " + row.spec.unit;
+      }
+    }
+    return std::nullopt;
+  };
 
   json doc;
   doc["machine"] = json::object();
@@ -248,6 +277,13 @@ void write_outputs(const Raw& raw, const std::string& outdir) {
     doc["measurements"].push_back(entry);
   }
   doc["notes"] = raw.notes;
+  doc["peers"] = json::array();
+  for (const auto& peer : peers) {
+    const auto value = measured(peer);
+    doc["peers"].push_back({{"peer", peer.peer}, {"figure", peer.figure}, {"conditions", peer.conditions},
+                            {"source", peer.source}, {"compare", peer.compare},
+                            {"qvm", value ? json(*value) : json(nullptr)}, {"difference", peer.difference}});
+  }
   std::ofstream(outdir + "/results.json") << doc.dump(2) << "\n";
 
   std::ostringstream md;
@@ -280,6 +316,16 @@ void write_outputs(const Raw& raw, const std::string& outdir) {
   if (!raw.notes.empty()) {
     md << "\n";
     for (const auto& note : raw.notes) md << "- " << note << "\n";
+  }
+  if (!peers.empty()) {
+    md << "\n## What peers publish, next to this run\n\n";
+    md << "| peer | published figure | their conditions | qvm in this run | how the two differ | source |\n";
+    md << "|---|---|---|---|---|---|\n";
+    for (const auto& peer : peers) {
+      md << "| " << peer.peer << " | " << peer.figure << " | " << peer.conditions << " | "
+         << measured(peer).value_or("not measured in this run") << " | " << peer.difference << " | "
+         << peer.source << " |\n";
+    }
   }
   std::ofstream(outdir + "/results.md") << md.str();
 }
@@ -339,11 +385,11 @@ int run(int argc, char** argv) {
     import_gbench(argv[2]);
     return 0;
   }
-  if (command == "write" && argc == 4) {
-    write_outputs(read_raw(argv[2]), argv[3]);
+  if (command == "write" && (argc == 4 || argc == 5)) {
+    write_outputs(read_raw(argv[2]), argv[3], argc == 5 ? read_peers(argv[4]) : std::vector<Peer>{});
     return 0;
   }
-  std::cerr << "usage: bench_report import-gbench FILE | write RAW OUTDIR | argv | qemu-start JOURNAL\n";
+  std::cerr << "usage: bench_report import-gbench FILE | write RAW OUTDIR [PEERS.json] | argv | qemu-start JOURNAL\n";
   return 2;
 }
 
