@@ -568,14 +568,16 @@ struct Supervisor::Impl {
         return;
       }
     }
+    // What `qvm up` is told when QEMU died during the start: sent once state.json says so,
+    // so that whatever the user runs next reads the same.
+    std::optional<std::string> start_failure;
     if (start_error) {
       why = {VmState::crashed, "start failed: " + *start_error, "start-failed"};
     } else if (!status.ready && !start_reported && why.reason_code != "host-request" &&
                why.reason_code != "host-kill") {
       std::string log = tail_since(paths.qemu_log(), qemu_log_offset, 8);
-      std::string message = "QEMU " + exit.describe() + " during start";
-      if (!log.empty()) message += ":\n" + log;
-      notify({{"phase", "failed"}, {"error", message}});
+      start_failure = "QEMU " + exit.describe() + " during start";
+      if (!log.empty()) *start_failure += ":\n" + log;
       why = {VmState::crashed, "start failed: QEMU " + exit.describe(), "start-failed"};
     }
     status.state = why.state;
@@ -595,6 +597,7 @@ struct Supervisor::Impl {
                            {"status", exit.describe()}};
     if (intent == StopIntent::down) data["step"] = step_name(step);
     journal("QVM_EXIT", data);
+    if (start_failure) notify({{"phase", "failed"}, {"error", *start_failure}});
     // Anyone still waiting for `up` learns it is over.
     notify({{"phase", "failed"}, {"error", "the VM stopped: " + status.reason}});
 

@@ -79,8 +79,11 @@ class SupervisorTest : public ::testing::Test {
     options.name = "sup";
     options.timings = timings;
     options.notify = [this](const nlohmann::json& message) {
+      // What `qvm status` would have read the moment `qvm up` heard this.
+      auto stored = store_.read_status("sup");
       std::lock_guard guard(mutex_);
       notices_.push_back(message);
+      stored_at_notice_.push_back(stored ? stored->reason_code : "");
     };
     thread_ = std::thread([this, options] {
       boost::asio::io_context io;
@@ -145,6 +148,7 @@ class SupervisorTest : public ::testing::Test {
   std::mutex mutex_;
   std::vector<std::vector<std::string>> argvs_;
   std::vector<nlohmann::json> notices_;
+  std::vector<std::string> stored_at_notice_;  // state.json's reason_code at each notice
   std::promise<int> exit_code_;
   std::thread thread_;
 };
@@ -308,10 +312,16 @@ TEST_F(SupervisorTest, QemuThatDiesDuringStartFailsTheStartWithItsLog) {
   EXPECT_EQ(finish(), 1);
   std::lock_guard guard(mutex_);
   nlohmann::json failed;
-  for (const auto& n : notices_) {
-    if (n.value("phase", "") == "failed") failed = n;
+  std::string stored_then;
+  for (std::size_t i = 0; i < notices_.size(); ++i) {
+    if (notices_[i].value("phase", "") == "failed") {
+      failed = notices_[i];
+      stored_then = stored_at_notice_[i];
+    }
   }
   ASSERT_FALSE(failed.is_null());
+  // `qvm up` fails only once state.json says why: a `qvm status` right after agrees.
+  EXPECT_EQ(stored_then, "start-failed");
   EXPECT_NE(failed["error"].get<std::string>().find("exited with code 1 during start"), std::string::npos)
       << failed;
   EXPECT_NE(failed["error"].get<std::string>().find("no such device"), std::string::npos) << failed;
