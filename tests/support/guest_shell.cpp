@@ -8,8 +8,25 @@
 #include <cstring>
 #include <regex>
 #include <stdexcept>
+#include <string_view>
 
 namespace qvm::testing {
+namespace {
+
+// The guest shell's prompt (scripts/guest/console-shell). A shell that has just started
+// after a boot, or finished the previous command, prints it whenever it gets there: before
+// this command's output if the console was connected by then, or to nobody. qvm up returns
+// at the ready line, which the guest prints just before its shell starts.
+constexpr std::string_view kPrompt = "qvm# ";
+
+std::string without_prompts(std::string output) {
+  for (auto at = output.find(kPrompt); at != std::string::npos; at = output.find(kPrompt, at)) {
+    output.erase(at, kPrompt.size());
+  }
+  return output;
+}
+
+}  // namespace
 
 std::string run_in_guest(const std::filesystem::path& console_socket, const std::string& command,
                          std::chrono::seconds timeout, int* status) {
@@ -37,7 +54,7 @@ std::string run_in_guest(const std::filesystem::path& console_socket, const std:
     if (std::regex_search(output, match, marker)) {
       if (status) *status = std::stoi(match[1].str());
       ::close(fd);
-      return output.substr(0, static_cast<std::size_t>(match.position(0)));
+      return without_prompts(output.substr(0, static_cast<std::size_t>(match.position(0))));
     }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     pollfd entry{fd, POLLIN, 0};
