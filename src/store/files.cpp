@@ -18,7 +18,10 @@ namespace fs = std::filesystem;
 namespace {
 
 [[noreturn]] void fail(const std::string& what, const fs::path& path, int err) {
-  throw Error(what + " " + path.string() + ": " + std::strerror(err));
+  std::string fix;
+  if (err == ENOSPC) fix = " (the disk is full: free some space on it, then retry)";
+  if (err == EDQUOT) fix = " (the disk quota is used up: free some space on it, then retry)";
+  throw Error(what + " " + path.string() + ": " + std::strerror(err) + fix);
 }
 
 void write_all(int fd, std::string_view data, const fs::path& path) {
