@@ -23,7 +23,9 @@
 #include "supervisor/control.hpp"
 #include "supervisor/exit_reason.hpp"
 #include "supervisor/folder_watch.hpp"
+#include "supervisor/io_error.hpp"
 #include "supervisor/serial_watch.hpp"
+#include "supervisor/state_saver.hpp"
 
 namespace qvm::supervisor {
 namespace asio = boost::asio;
@@ -67,7 +69,8 @@ struct Supervisor::Impl {
         qmp_timer(io),
         ready_timer(io),
         ladder_timer(io),
-        restart_timer(io) {}
+        restart_timer(io),
+        linger_timer(io) {}
 
   asio::io_context& io;
   store::VmStore& store;
@@ -113,15 +116,44 @@ struct Supervisor::Impl {
   int exit_code = 0;
   bool finished = false;
 
+  // A disk that refuses writes: state.json catches up through the saver.
+  std::unique_ptr<StateSaver> saver;
+  bool starting_up = false;       // from spawning QEMU until ready (or not ready in time)
+  bool start_unrecorded = false;  // this start failed because state.json could not say so
+  asio::steady_timer linger_timer;
+  std::optional<std::string> io_error_pause;  // BLOCK_IO_ERROR said QEMU stops the VM for it
+
   // ---- bookkeeping -------------------------------------------------------------------
 
   // The state.json each save replaces is let go of once the handler that saved has run,
   // after its notify: freeing the file's blocks can wait on the disk (see ReplacedFiles).
   std::shared_ptr<store::ReplacedFiles> replaced_files = std::make_shared<store::ReplacedFiles>();
 
-  void save() {
-    store.write_status(status, replaced_files.get());
+  // Never throws: a failed write is kept and retried by the saver, and the VM runs on. Only
+  // a start cannot go on unrecorded: a QEMU whose pid no file holds is one nobody could
+  // find again if this supervisor died, so it is stopped and the start fails.
+  bool save() {
+    const std::optional<std::string> error = saver->save(status);
     asio::post(io, [files = replaced_files] { files->release(); });
+    if (!error) return true;
+    if (qemu && starting_up && !attaching && !start_error && intent == StopIntent::none) {
+      fail_unrecorded_start(*error);
+    }
+    return false;
+  }
+
+  void write_status(const VmStatus& current) {
+    if (env.write_status) return env.write_status(current);
+    store.write_status(current, replaced_files.get());
+  }
+
+  void fail_unrecorded_start(const std::string& error) {
+    starting_up = false;
+    start_unrecorded = true;
+    start_error = "cannot record the state of VM \"" + options.name + "\": " + error;
+    journal("QVM_START_FAILED", {{"error", *start_error}});
+    // `qvm up` hears it once QEMU is gone (handle_exit), so that nothing is left running.
+    stop_ladder_now();
   }
 
   void journal(const std::string& event, nlohmann::json data = nlohmann::json::object()) {
@@ -187,6 +219,8 @@ struct Supervisor::Impl {
     start_error.reset();
     intent = StopIntent::none;
     step = Step::none;
+    start_unrecorded = false;
+    io_error_pause.reset();
     notify({{"phase", "starting"}});
 
     CommandLine command;
@@ -228,6 +262,7 @@ struct Supervisor::Impl {
     status.pid = qemu->pid();
     status.accel = command.accel == Accel::kvm ? "kvm" : "tcg";
     run_uses_kvm = command.accel == Accel::kvm;
+    starting_up = true;
     save();
     // spawned_at_us against the RESUME event's qemu_time: how long QEMU itself took to start.
     const auto spawned_us =
@@ -235,6 +270,7 @@ struct Supervisor::Impl {
     journal("QVM_START", {{"pid", qemu->pid()}, {"argv", command.argv}, {"spawned_at_us", spawned_us}});
     exit_watch = std::make_unique<process::ExitWatcher>(
         io.get_executor(), *qemu, [this](process::ExitStatus exit) { on_qemu_exit(exit); });
+    if (start_unrecorded) return;  // QEMU is being killed: its exit ends the start
     qmp_deadline = Clock::now() + options.timings.qmp_connect;
     connect_qmp(serial_offset);
   }
@@ -312,7 +348,7 @@ struct Supervisor::Impl {
                            status.reason_code = "started";
                          }
                          // Ready at QMP: became_ready() saves running and ready in one write.
-                         if (!ready_at_qmp()) save();
+                         if (!ready_at_qmp() && !save() && start_unrecorded) return;
                          notify({{"phase", "qmp-ready"}, {"pid", status.pid.value_or(0)}});
                          wait_until_ready(serial_offset);
                        });
@@ -456,6 +492,7 @@ struct Supervisor::Impl {
     ready_timer.expires_after(timeout);
     ready_timer.async_wait([this, timeout](boost::system::error_code ec) {
       if (ec || status.ready || !qemu) return;
+      starting_up = false;
       serial_watch.reset();
       std::string missing = waiting_serial ? "the serial console never matched /" + *profile.ready->serial + "/"
                                            : "the guest agent never answered";
@@ -469,12 +506,14 @@ struct Supervisor::Impl {
   void became_ready(const std::string& how) {
     ready_timer.cancel();
     status.ready = true;
-    save();
+    if (!save() && start_unrecorded) return;
+    starting_up = false;
     journal("QVM_READY", {{"how", how}});
     notify({{"phase", "ready"}, {"how", how}, {"pid", status.pid.value_or(0)}});
   }
 
   void start_failed(const std::string& error) {
+    starting_up = false;
     journal("QVM_START_FAILED", {{"error", error}});
     start_error = error;
     if (!qemu) {
@@ -496,14 +535,19 @@ struct Supervisor::Impl {
 
   void on_event(const QmpEvent& event) {
     // State first, journal second: whoever sees an event in the journal sees its effect.
-    if (event.name == "STOP") {
+    if (event.name == "BLOCK_IO_ERROR") {
+      // QEMU sends it just before the STOP it causes (werror=enospc stops on a full disk).
+      if (io_error_stops_vm(event.data)) io_error_pause = io_error_reason(event.data);
+    } else if (event.name == "STOP") {
       if (status.state == VmState::running) {
         status.state = VmState::paused;
-        status.reason = "paused";
-        status.reason_code = "paused";
+        status.reason = io_error_pause.value_or("paused");
+        status.reason_code = io_error_pause ? "io-error" : "paused";
         save();
       }
+      io_error_pause.reset();
     } else if (event.name == "RESUME") {
+      io_error_pause.reset();
       if (status.state == VmState::paused) {
         status.state = VmState::running;
         status.reason = "resumed";
@@ -573,6 +617,7 @@ struct Supervisor::Impl {
     std::optional<std::string> start_failure;
     if (start_error) {
       why = {VmState::crashed, "start failed: " + *start_error, "start-failed"};
+      if (start_unrecorded) start_failure = *start_error;
     } else if (!status.ready && !start_reported && why.reason_code != "host-request" &&
                why.reason_code != "host-kill") {
       std::string log = tail_since(paths.qemu_log(), qemu_log_offset, 8);
@@ -667,9 +712,6 @@ struct Supervisor::Impl {
     finished = true;
     for (auto& reply : waiting) reply->finish({{"ok", true}, {"state", std::string(to_string(status.state))}});
     waiting.clear();
-    if (control) control->close();
-    boost::system::error_code ignored;
-    signals.cancel(ignored);
     qmp_timer.cancel();
     qmp_socket_watch.reset();
     ready_timer.cancel();
@@ -682,6 +724,25 @@ struct Supervisor::Impl {
       fs::remove(file, ec);
     }
     notify({{"phase", "failed"}, {"error", "the VM stopped: " + status.reason}});
+    if (saver->disk_claims_active()) {
+      // state.json still says QEMU runs: stay (answering on the control socket) until it
+      // says otherwise, so that nobody reads a live VM that is gone; not forever.
+      saver->when_caught_up([this] { close_down(); });
+      linger_timer.expires_after(options.timings.final_save_wait);
+      linger_timer.async_wait([this](boost::system::error_code ec) {
+        if (!ec) close_down();
+      });
+      return;
+    }
+    close_down();
+  }
+
+  void close_down() {
+    linger_timer.cancel();
+    saver->cancel();
+    if (control) control->close();
+    boost::system::error_code ignored;
+    signals.cancel(ignored);
     io.stop();
   }
 
@@ -709,7 +770,10 @@ struct Supervisor::Impl {
     }
     waiting.push_back(reply);
     if (op == "kill") return kill_now();
-    begin_down(request.force, request.timeout.value_or(profile.shutdown.timeout));
+    if (auto refused = begin_down(request.force, request.timeout.value_or(profile.shutdown.timeout), true)) {
+      waiting.erase(std::find(waiting.begin(), waiting.end(), reply));
+      reply->finish({{"ok", false}, {"error", *refused}});
+    }
   }
 
   void kill_now() {
@@ -725,24 +789,40 @@ struct Supervisor::Impl {
     if (qemu) qemu->send_signal(SIGKILL);
   }
 
-  void begin_down(bool force, std::chrono::seconds timeout) {
+  // With `refuse_unrecorded`, a down that state.json cannot record is not begun: stopping
+  // a guest whose disks may sit on that full disk can lose what it has not written yet, and
+  // `qvm kill` is there for whoever wants it stopped anyway. Returns why it was refused.
+  std::optional<std::string> begin_down(bool force, std::chrono::seconds timeout, bool refuse_unrecorded = false) {
     restart_timer.cancel();
-    if (intent == StopIntent::kill) return;
+    if (intent == StopIntent::kill) return std::nullopt;
     if (intent == StopIntent::down) {
       // Already on the ladder; --force skips what is left of the ACPI step.
       if (force && (step == Step::acpi || step == Step::agent)) go_to(Step::quit);
-      return;
+      return std::nullopt;
     }
+    const VmStatus before = status;
     intent = StopIntent::down;
     ladder_started = Clock::now();
     status.state = VmState::stopping;
     status.reason = "shutting down";
     status.reason_code = "stopping";
-    save();
+    if (!save() && refuse_unrecorded) {
+      const std::string error = saver->last_error();
+      intent = StopIntent::none;
+      status = before;
+      saver->save(status);  // what is still to be written is the state before this down
+      journal("QVM_DOWN_REFUSED", {{"error", error}});
+      return "cannot shut VM \"" + options.name + "\" down: its state cannot be recorded: " + error +
+             "; the VM keeps running (qvm kill " + options.name + " stops it at once)";
+    }
     journal("QVM_DOWN", {{"timeout", timeout.count()}, {"force", force}});
-    if (force || !qmp || !qmp->connected()) return go_to(Step::quit);
+    if (force || !qmp || !qmp->connected()) {
+      go_to(Step::quit);
+      return std::nullopt;
+    }
     acpi_deadline = Clock::now() + timeout;
     go_to(profile.agent ? Step::agent : Step::acpi);
+    return std::nullopt;
   }
 
   void go_to(Step next) {
@@ -822,6 +902,8 @@ struct Supervisor::Impl {
     signals.async_wait([this](boost::system::error_code ec, int signal) {
       if (ec) return;
       journal("QVM_SUPERVISOR_SIGNAL", {{"signal", signal}});
+      // Waiting for state.json to take the final state: a signal ends the wait.
+      if (finished) return close_down();
       // SIGHUP: the terminal went away, which a detached supervisor does not care about.
       if (signal != SIGHUP && qemu) begin_down(false, profile.shutdown.timeout);
       watch_signals();
@@ -835,6 +917,10 @@ struct Supervisor::Impl {
     status = store.read_status(options.name).value_or(VmStatus{});
     status.name = options.name;
     if (status.uuid.empty()) status.uuid = profile.uuid.value_or("");
+    saver = std::make_unique<StateSaver>(
+        io, [this](const VmStatus& current) { write_status(current); },
+        [this](const std::string& event, nlohmann::json data) { journal(event, std::move(data)); }, status.state,
+        options.timings.save_retry, options.timings.save_retry_max);
     store::make_private_dir(paths.runtime_dir.parent_path());
     store::make_private_dir(paths.runtime_dir);
     control = std::make_unique<ControlServer>(
@@ -846,7 +932,8 @@ struct Supervisor::Impl {
     } else {
       launch();
     }
-    if (!finished) io.run();
+    // After a finish() that did not wait, io is stopped and run() returns at once.
+    io.run();
     join_workers();
     exit_watch.reset();
     qmp.reset();

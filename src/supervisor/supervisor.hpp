@@ -20,6 +20,8 @@ struct Environment {
   std::function<host::HostInfo(const Profile&)> probe_host;
   std::function<process::Process(const process::SpawnOptions&)> spawn;
   std::function<std::chrono::system_clock::time_point()> now;
+  /// Writes state.json; empty: the store's own write_status. Tests inject a failing disk.
+  std::function<void(const VmStatus&)> write_status;
 };
 
 /// Real host probing, real process spawning, the system clock.
@@ -35,6 +37,9 @@ struct Timings {
   std::chrono::milliseconds restart_backoff{1000};  // doubled after every quick crash
   std::chrono::seconds stable_uptime{60};         // a run this long resets the backoff
   int restart_limit = 5;                          // quick crashes in a row before giving up
+  std::chrono::milliseconds save_retry{250};       // first retry of a failed state.json write
+  std::chrono::milliseconds save_retry_max{2000};  // doubled up to this
+  std::chrono::seconds final_save_wait{600};      // QEMU gone, state.json unwritable: stay this long
 };
 
 struct Options {

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <atomic>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -67,9 +69,19 @@ class SupervisorTest : public ::testing::Test {
       if (kvm && !kvm_qemu_.empty()) return process::Process::spawn({kvm_qemu_, options.log, true, {}});
       // The monitor socket QEMU would create is the fake server's.
       fs::create_symlink(server_->socket_path(), store_.paths("sup").supervisor_qmp());
-      return process::Process::spawn({fake_qemu_, options.log, true, {}});
+      auto qemu = process::Process::spawn({fake_qemu_, options.log, true, {}});
+      spawned_pids_.push_back(qemu.pid());
+      return qemu;
     };
     env.now = [] { return std::chrono::system_clock::now(); };
+    // state.json on a disk that the test can fill up and free again.
+    env.write_status = [this](const VmStatus& s) {
+      if (disk_full_) {
+        throw Error("cannot write " + (store_.paths("sup").state_dir / "state.json.tmp").string() +
+                    ": No space left on device");
+      }
+      store_.write_status(s);
+    };
     return env;
   }
 
@@ -88,7 +100,12 @@ class SupervisorTest : public ::testing::Test {
     thread_ = std::thread([this, options] {
       boost::asio::io_context io;
       Supervisor supervisor(io, store_, options, environment());
-      exit_code_.set_value(supervisor.run());
+      try {
+        exit_code_.set_value(supervisor.run());
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << "the supervisor died: " << e.what();
+        exit_code_.set_value(-1);
+      }
     });
   }
 
@@ -151,7 +168,17 @@ class SupervisorTest : public ::testing::Test {
   std::vector<std::string> stored_at_notice_;  // state.json's reason_code at each notice
   std::promise<int> exit_code_;
   std::thread thread_;
+  std::atomic<bool> disk_full_{false};  // every write of state.json fails with ENOSPC
+  std::vector<int> spawned_pids_;       // every fake QEMU, in spawn order (under mutex_)
 };
+
+bool process_alive(int pid) {
+  // A zombie is gone for the user: read its state rather than trusting kill(pid, 0).
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z';
+}
 
 TEST_F(SupervisorTest, StartsQemuPausedThenResumesItAndReportsReady) {
   define();
@@ -426,6 +453,192 @@ TEST_F(SupervisorTest, SecondSupervisorForTheSameVmIsRefused) {
     std::lock_guard guard(mutex_);
     EXPECT_EQ(argvs_.size(), 1u) << "a second QEMU was started";
   }
+  ::kill(*status().pid, SIGKILL);
+  finish();
+}
+
+// ---- a full disk ---------------------------------------------------------------------
+
+class FullDiskSupervisorTest : public SupervisorTest {
+ protected:
+  void TearDown() override {
+    // A supervisor that died leaves its QEMU: never let it outlive the test.
+    disk_full_ = false;
+    {
+      std::lock_guard guard(mutex_);
+      for (int pid : spawned_pids_) {
+        if (process_alive(pid)) ::kill(pid, SIGKILL);
+      }
+    }
+    if (!thread_.joinable()) return;
+    if (exit_code_future_.wait_for(20s) == std::future_status::ready) {
+      thread_.join();
+    } else {
+      thread_.detach();
+    }
+  }
+
+  bool supervisor_ended() {
+    return exit_code_future_.wait_for(0s) == std::future_status::ready;
+  }
+
+  int qemu_pid() {
+    std::lock_guard guard(mutex_);
+    return spawned_pids_.empty() ? 0 : spawned_pids_.back();
+  }
+
+  nlohmann::json journal_entry(const std::string& name) {
+    auto text = store::read_file_if_exists(store_.paths("sup").state_dir / "events.jsonl").value_or("");
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+      auto entry = nlohmann::json::parse(line);
+      if (entry["event"] == name) return entry;
+    }
+    return nullptr;
+  }
+
+  int finish_full_disk() {
+    EXPECT_EQ(exit_code_future_.wait_for(20s), std::future_status::ready) << "the supervisor did not end";
+    thread_.join();
+    return exit_code_future_.get();
+  }
+
+  std::future<int> exit_code_future_ = exit_code_.get_future();
+};
+
+TEST_F(FullDiskSupervisorTest, AFailedSaveKeepsTheSupervisorAndQemuAndIsRetriedUntilItLands) {
+  define();
+  server_->expect("cont");
+  start();
+  ASSERT_TRUE(testing::eventually([&] { return notified("ready"); }, 10s));
+  disk_full_ = true;
+  server_->send_event("STOP");
+  ASSERT_TRUE(testing::eventually([&] { return journal_has("STOP"); }, 5s));
+  // The failure is in the journal, with the reason.
+  ASSERT_TRUE(testing::eventually([&] { return journal_has("QVM_SAVE_FAILED"); }, 5s));
+  EXPECT_NE(journal_entry("QVM_SAVE_FAILED")["data"].value("error", "").find("No space left on device"),
+            std::string::npos);
+  // Nothing died: the supervisor answers and QEMU runs; state.json still says what it said.
+  EXPECT_FALSE(supervisor_ended());
+  EXPECT_TRUE(process_alive(qemu_pid()));
+  auto ping = control_request(store_.paths("sup").runtime_dir / "control.sock", {{"op", "ping"}}, 5s);
+  EXPECT_EQ(ping["ok"], true);
+  EXPECT_EQ(status().state, VmState::running);
+  // Space comes back: the paused state reaches the disk without another event.
+  disk_full_ = false;
+  ASSERT_TRUE(testing::eventually([&] { return status().state == VmState::paused; }, 10s));
+  EXPECT_TRUE(journal_has("QVM_SAVE_RECOVERED"));
+  EXPECT_FALSE(supervisor_ended());
+  ::kill(qemu_pid(), SIGKILL);
+  EXPECT_EQ(finish_full_disk(), 1);
+  EXPECT_EQ(status().reason_code, "crash-signal");
+}
+
+TEST_F(FullDiskSupervisorTest, AStartThatCannotRecordQemuFailsAndLeavesNoQemu) {
+  define();
+  disk_full_ = true;
+  start();
+  EXPECT_EQ(finish_full_disk(), 1);
+  ASSERT_NE(qemu_pid(), 0);
+  EXPECT_FALSE(process_alive(qemu_pid())) << "QEMU was left running without a supervisor";
+  std::string error;
+  {
+    std::lock_guard guard(mutex_);
+    for (const auto& n : notices_) {
+      if (n.value("phase", "") == "failed") error = n.value("error", "");
+    }
+  }
+  EXPECT_NE(error.find("No space left on device"), std::string::npos) << error;
+  EXPECT_NE(error.find("state.json"), std::string::npos) << error;
+  // state.json still says what it said before: a stopped VM.
+  EXPECT_EQ(status().state, VmState::stopped);
+}
+
+TEST_F(FullDiskSupervisorTest, DownIsRefusedWhileTheStateCannotBeRecordedAndWorksAfter) {
+  define();
+  server_->expect("cont");
+  start();
+  ASSERT_TRUE(testing::eventually([&] { return notified("ready"); }, 10s));
+  disk_full_ = true;
+  nlohmann::json refused = down(30);
+  EXPECT_EQ(refused["ok"], false) << refused;
+  const std::string error = refused.value("error", "");
+  EXPECT_NE(error.find("No space left on device"), std::string::npos) << error;
+  EXPECT_NE(error.find("qvm kill"), std::string::npos) << error;
+  EXPECT_TRUE(process_alive(qemu_pid()));
+  EXPECT_FALSE(supervisor_ended());
+  disk_full_ = false;
+  server_->expect("quit");
+  nlohmann::json stopped = down(30, true);
+  EXPECT_EQ(stopped["ok"], true) << stopped;
+  EXPECT_EQ(finish_full_disk(), 0);
+  EXPECT_EQ(status().state, VmState::stopped);
+  EXPECT_EQ(status().reason, "host request");
+}
+
+TEST_F(FullDiskSupervisorTest, AQemuThatEndsWhileTheDiskIsFullIsRecordedOnceSpaceIsBack) {
+  define();
+  server_->expect("cont");
+  start();
+  ASSERT_TRUE(testing::eventually([&] { return notified("ready"); }, 10s));
+  disk_full_ = true;
+  const int pid = qemu_pid();
+  ::kill(pid, SIGKILL);
+  ASSERT_TRUE(testing::eventually([&] { return journal_has("QVM_EXIT"); }, 5s));
+  ASSERT_TRUE(testing::eventually([&] { return journal_has("QVM_SAVE_FAILED"); }, 5s));
+  // state.json says running: the supervisor stays until it can say otherwise.
+  EXPECT_EQ(status().state, VmState::running);
+  EXPECT_FALSE(supervisor_ended());
+  auto ping = control_request(store_.paths("sup").runtime_dir / "control.sock", {{"op", "ping"}}, 5s);
+  EXPECT_EQ(ping["ok"], true);
+  disk_full_ = false;
+  EXPECT_EQ(finish_full_disk(), 1);
+  EXPECT_EQ(status().state, VmState::crashed);
+  EXPECT_EQ(status().exit_signal, SIGKILL);
+}
+
+TEST_F(SupervisorTest, AnIoErrorPauseSaysWhichDisk) {
+  define();
+  server_->expect("cont");
+  start();
+  ASSERT_TRUE(testing::eventually([&] { return notified("ready"); }, 10s));
+  // What QEMU sends for werror=enospc on a disk attached with -blockdev: no device name,
+  // the node name of the disk's format node, then STOP.
+  server_->send_event("BLOCK_IO_ERROR", {{"device", ""},
+                                         {"node-name", "disk1-format"},
+                                         {"operation", "write"},
+                                         {"action", "stop"},
+                                         {"nospace", true},
+                                         {"reason", "No space left on device"}});
+  server_->send_event("STOP");
+  ASSERT_TRUE(testing::eventually([&] { return status().state == VmState::paused; }, 5s));
+  EXPECT_EQ(status().reason, "I/O error on disk1");
+  EXPECT_EQ(status().reason_code, "io-error");
+  server_->send_event("RESUME");
+  ASSERT_TRUE(testing::eventually([&] { return status().state == VmState::running; }, 5s));
+  // After a snapshot the disk runs on its overlay's node.
+  server_->send_event("BLOCK_IO_ERROR", {{"device", ""},
+                                         {"node-name", "disk0-s3"},
+                                         {"operation", "read"},
+                                         {"action", "stop"},
+                                         {"nospace", false},
+                                         {"reason", "Input/output error"}});
+  server_->send_event("STOP");
+  ASSERT_TRUE(testing::eventually([&] { return status().state == VmState::paused; }, 5s));
+  EXPECT_EQ(status().reason, "I/O error on disk0");
+  server_->send_event("RESUME");
+  ASSERT_TRUE(testing::eventually([&] { return status().state == VmState::running; }, 5s));
+  // An error QEMU only reported to the guest does not explain a pause that follows.
+  server_->send_event("BLOCK_IO_ERROR", {{"device", ""},
+                                         {"node-name", "disk0-format"},
+                                         {"operation", "write"},
+                                         {"action", "report"},
+                                         {"nospace", false},
+                                         {"reason", "Input/output error"}});
+  server_->send_event("STOP");
+  ASSERT_TRUE(testing::eventually([&] { return status().state == VmState::paused; }, 5s));
+  EXPECT_EQ(status().reason, "paused");
+  EXPECT_EQ(status().reason_code, "paused");
   ::kill(*status().pid, SIGKILL);
   finish();
 }
