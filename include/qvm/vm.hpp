@@ -24,6 +24,17 @@ std::string_view to_string(VmState state);
 /// The inverse of to_string; nullopt for anything else.
 std::optional<VmState> parse_vm_state(std::string_view text);
 
+/// What proves that a process is a VM's QEMU, read from /proc when qvm started it: a pid
+/// alone is reused after the process ends, and a command line (`-uuid ...`) can be copied
+/// by anyone. Pid, start time and boot id together name one process for the host's life.
+struct QemuIdentity {
+  std::uint64_t start_time = 0;  // field 22 of /proc/PID/stat: clock ticks after boot
+  std::string boot_id;           // /proc/sys/kernel/random/boot_id when it was started
+  std::filesystem::path exe;     // /proc/PID/exe when it was started
+  unsigned uid = 0;              // the user QEMU runs as ([qemu] user, else qvm's)
+  friend bool operator==(const QemuIdentity&, const QemuIdentity&) = default;
+};
+
 /// Everything qvm knows about one VM; this is also the state.json file, and what
 /// `qvm status --json` prints (see the README for the schema).
 struct VmStatus {
@@ -33,6 +44,8 @@ struct VmStatus {
   std::string reason;       // for people: "guest shutdown", "killed by signal 9 (SIGKILL)"
   std::string reason_code;  // for programs: see kReasonCodes in the README
   std::optional<int> pid;             // QEMU's pid while it runs
+  std::optional<QemuIdentity> qemu;   // who `pid` is (kept only with a pid); absent in
+                                      // files of older qvm versions
   std::optional<int> supervisor_pid;  // the supervisor's pid while it runs
   std::string accel;                  // "kvm" or "tcg" once started
   std::optional<std::chrono::system_clock::time_point> started_at;
@@ -77,6 +90,8 @@ struct DownResult {
                      // or "already stopped"
   std::chrono::milliseconds elapsed{0};
   VmStatus status;   // after the stop
+  std::string warning;  // what went wrong on the way that the user should hear about
+                        // (the stored profile is broken: the default timeout was used)
 };
 
 /// One snapshot of a VM's disks.

@@ -87,6 +87,7 @@ void add_lifecycle_commands(CLI::App& app, Context& ctx) {
         };
         DownResult result = vm.down(limit, *force, progress);
         if (ctx.interactive) ctx.err << "\r\033[K" << std::flush;
+        if (!result.warning.empty()) ctx.warn(result.warning);
         if (result.step == "already stopped") {
           ctx.out << *name << ": already " << to_string(result.status.state) << "\n";
         } else {

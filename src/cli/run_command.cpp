@@ -138,13 +138,13 @@ class Reaper {
   static void clean_up(const store::VmStore& store, const std::string& name, bool remove) {
     try {
       if (auto status = store.read_status(name)) {
-        if (status->pid && supervisor::is_vm_qemu(*status->pid, status->uuid)) ::kill(*status->pid, SIGKILL);
+        if (status->pid && supervisor::is_vm_qemu(*status->pid, status->qemu)) ::kill(*status->pid, SIGKILL);
       }
       if (remove && store.defined(name)) {
         // QEMU must be gone before its files are.
         for (int i = 0; i < 100; ++i) {
           auto status = store.read_status(name);
-          if (!status || !status->pid || !supervisor::is_vm_qemu(*status->pid, status->uuid)) break;
+          if (!status || !status->pid || !supervisor::is_vm_qemu(*status->pid, status->qemu)) break;
           ::usleep(20000);
         }
         store.remove(name);

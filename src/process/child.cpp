@@ -167,6 +167,58 @@ Process Process::spawn(const SpawnOptions& options) {
   return Process(pid, pidfd, true);
 }
 
+std::optional<ProcessFacts> read_process_facts(pid_t pid, const std::filesystem::path& proc) {
+  if (pid <= 0) return std::nullopt;
+  const std::filesystem::path dir = proc / std::to_string(pid);
+  ProcessFacts facts;
+  {
+    std::ifstream in(dir / "stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    // The command name (field 2) is in parentheses and may itself hold spaces and ')'.
+    const auto name_end = stat.rfind(')');
+    if (name_end == std::string::npos) return std::nullopt;
+    std::istringstream fields(stat.substr(name_end + 1));
+    std::string field;
+    bool found = false;
+    for (int number = 3; fields >> field; ++number) {
+      if (number != 22) continue;
+      if (field.empty() || field.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+      errno = 0;
+      char* end = nullptr;
+      facts.start_time = std::strtoull(field.c_str(), &end, 10);
+      if (errno != 0) return std::nullopt;
+      found = true;
+      break;
+    }
+    if (!found) return std::nullopt;
+  }
+  {
+    std::ifstream in(dir / "status");
+    bool found = false;
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("Uid:", 0) != 0) continue;
+      std::istringstream ids(line.substr(4));
+      unsigned long long real = 0;
+      if (!(ids >> real) || real > 0xffffffffULL) return std::nullopt;
+      facts.uid = static_cast<unsigned>(real);
+      found = true;
+      break;
+    }
+    if (!found) return std::nullopt;
+  }
+  std::error_code ec;
+  facts.exe = std::filesystem::read_symlink(dir / "exe", ec);
+  if (ec || facts.exe.empty()) return std::nullopt;
+  return facts;
+}
+
+std::string read_boot_id(const std::filesystem::path& proc) {
+  std::ifstream in(proc / "sys" / "kernel" / "random" / "boot_id");
+  std::string id;
+  std::getline(in, id);
+  return id;
+}
+
 void retitle(const std::vector<std::string>& argv) {
   std::ifstream in("/proc/self/stat");
   std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

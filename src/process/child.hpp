@@ -4,6 +4,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -85,6 +86,22 @@ class ExitWatcher {
   struct State;
   std::shared_ptr<State> state_;
 };
+
+/// What /proc says about a live process: enough to tell it from a later process that got
+/// the same pid (start time) and from one that copied its command line (exe, uid).
+struct ProcessFacts {
+  std::uint64_t start_time = 0;  // field 22 of /proc/PID/stat: clock ticks after boot
+  std::filesystem::path exe;     // the target of /proc/PID/exe
+  unsigned uid = 0;              // the real uid (/proc/PID/status)
+};
+
+/// Reads the facts of `pid` from `proc` (the procfs mount; a test may pass a tree of its
+/// own). nullopt if the process is gone, or if any of them cannot be read (/proc/PID/exe of
+/// another user's process, or of a zombie): what cannot be read cannot prove anything.
+std::optional<ProcessFacts> read_process_facts(pid_t pid, const std::filesystem::path& proc = "/proc");
+
+/// This boot's id (`proc`/sys/kernel/random/boot_id without its newline); "" if unreadable.
+std::string read_boot_id(const std::filesystem::path& proc = "/proc");
 
 /// Makes this process's command line (/proc/self/cmdline, what ps shows) read `argv`,
 /// truncated to the room the original command line had, as setproctitle() does.

@@ -89,27 +89,51 @@ Profile VmStore::load_profile(std::string_view name) const {
   return qvm::load_profile(file);
 }
 
-std::optional<VmStatus> VmStore::read_status(std::string_view name) const {
+std::optional<VmStatus> VmStore::read_status(std::string_view name, std::string* broken) const {
+  if (broken) broken->clear();
   if (!defined(name)) return std::nullopt;
+  const fs::path file = vm_dir(name) / "state.json";
   VmStatus fallback;
   fallback.name = std::string(name);
   fallback.state_dir = vm_dir(name);
   fallback.runtime_dir = paths(name).runtime_dir;
   fallback.reason = "defined";
   fallback.reason_code = "defined";
+  std::string problem;
   try {
-    auto text = read_file_if_exists(vm_dir(name) / "state.json");
+    auto text = read_file_if_exists(file);
     if (!text) return fallback;
-    return VmStatus::from_json(nlohmann::json::parse(*text));
+    const auto json = nlohmann::json::parse(*text, nullptr, false);
+    if (text->empty()) {
+      problem = "it is empty";
+    } else if (json.is_discarded()) {
+      problem = "it is not JSON (cut short, or edited by hand)";
+    } else {
+      VmStatus status = VmStatus::from_json(json);
+      if (status.name != name) {
+        // Never a path to write to: the folder, not the file, says which VM this is.
+        problem = "its \"name\" is " + nlohmann::json(status.name).dump() + ", not the folder's name \"" +
+                  std::string(name) + "\"";
+      } else {
+        status.state_dir = fallback.state_dir;
+        status.runtime_dir = fallback.runtime_dir;
+        return status;
+      }
+    }
   } catch (const std::exception& e) {
-    // Atomic writes make this unreachable short of disk corruption; stay usable anyway.
-    fallback.reason = std::string("state.json unreadable: ") + e.what();
-    fallback.reason_code = "state-unreadable";
-    return fallback;
+    problem = e.what();
+    if (problem.rfind("state: ", 0) == 0) problem.erase(0, 7);
   }
+  // Atomic writes make this unreachable short of disk corruption or an editor; stay usable.
+  fallback.reason = file.string() + " is broken: " + problem;
+  fallback.reason_code = "state-unreadable";
+  if (broken) *broken = fallback.reason;
+  return fallback;
 }
 
 void VmStore::write_status(const VmStatus& status, ReplacedFiles* replaced) const {
+  // The name picks the folder: it must be a name, never a path.
+  check_name(status.name);
   const fs::path file = vm_dir(status.name) / "state.json";
   const std::string text = status.to_json().dump(2) + "\n";
   // Unchanged (a re-define, a repeated save): the file on disk already says it.
@@ -122,24 +146,38 @@ void VmStore::write_status(const VmStatus& status, ReplacedFiles* replaced) cons
   }
 }
 
-FileLock VmStore::lock_operations(std::string_view name, std::string_view what) const {
-  make_private_dir(vm_dir(name));
+FileLock VmStore::lock_operations(std::string_view name, std::string_view what, LockMode mode) const {
+  auto gone = [&] { return Error("no VM named \"" + std::string(name) + "\" (see qvm ls)"); };
+  if (mode == LockMode::existing && !defined(name)) throw gone();
   const fs::path path = vm_dir(name) / "operation.lock";
   const std::string holder_text = std::string(what) + " (pid " + std::to_string(::getpid()) + ")";
+  auto attempt = [&]() -> std::optional<FileLock> {
+    try {
+      // `qvm rm` may have removed the folder while we waited: a define makes it again.
+      if (mode == LockMode::create) make_private_dir(vm_dir(name));
+      return FileLock::try_acquire(path, holder_text);
+    } catch (const Error&) {
+      // `qvm rm` deleted the folder while we waited for it.
+      if (mode == LockMode::existing && !defined(name)) throw gone();
+      throw;
+    }
+  };
   // A child this process forks (qemu-img, a supervisor) holds a copy of every open lock
   // until it execs, so a lock just released by another thread can look taken for a few
   // milliseconds, longer on a loaded host: retry briefly before calling it busy.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
-  auto lock = FileLock::try_acquire(path, holder_text);
+  auto lock = attempt();
   while (!lock && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    lock = FileLock::try_acquire(path, holder_text);
+    lock = attempt();
   }
   if (!lock) {
     std::string holder = FileLock::holder(path);
     throw BusyError("another qvm command is working on VM \"" + std::string(name) + "\"" +
                     (holder.empty() ? "" : ": " + holder) + "; wait for it and try again");
   }
+  // The lock may be that of a folder `qvm rm` removed just before we took it.
+  if (mode == LockMode::existing && !defined(name)) throw gone();
   return std::move(*lock);
 }
 

@@ -43,15 +43,23 @@ class VmStore {
   /// The stored resolved profile. Throws qvm::Error if `name` is not defined.
   Profile load_profile(std::string_view name) const;
 
-  /// state.json of `name`, nullopt if the VM is not defined. A missing or unreadable state
-  /// file of a defined VM yields a stopped status, never an exception.
-  std::optional<VmStatus> read_status(std::string_view name) const;
-  /// Replaces state.json atomically; see write_file_atomically for `replaced`.
+  /// state.json of `name`, nullopt if the VM is not defined. A missing state file of a
+  /// defined VM yields a stopped status, never an exception; so does a broken one (not
+  /// JSON, wrong types, or a "name" other than the folder's), with reason_code
+  /// "state-unreadable" and a reason naming the file, also put in `*broken` ("" otherwise).
+  /// state_dir and runtime_dir are always the VM's own, whatever the file says.
+  std::optional<VmStatus> read_status(std::string_view name, std::string* broken = nullptr) const;
+  /// Replaces vms/<status.name>/state.json atomically; see write_file_atomically for
+  /// `replaced`. Throws UsageError if status.name is not a VM name (a path, "..").
   void write_status(const VmStatus& status, ReplacedFiles* replaced = nullptr) const;
 
+  /// Whether lock_operations may create the VM's folder (define) or needs a defined VM.
+  enum class LockMode { create, existing };
   /// Takes the VM's operation lock (up, start, rm, snapshot...). Throws BusyError naming
-  /// the holder when another qvm process has it.
-  FileLock lock_operations(std::string_view name, std::string_view what) const;
+  /// the holder when another qvm process has it. With LockMode::existing, throws
+  /// qvm::Error ("no VM named") if the VM is not defined, or was removed while waiting.
+  FileLock lock_operations(std::string_view name, std::string_view what,
+                           LockMode mode = LockMode::create) const;
   /// The path of the lock the VM's supervisor holds for its whole life.
   std::filesystem::path supervisor_lock(std::string_view name) const;
   /// True if a supervisor process is alive for `name`.

@@ -113,8 +113,7 @@ std::vector<VmStatus> Inventory::list() const {
     if (!is_active(status.state) && fs::exists(impl_->store.paths(name).state_dir / "transient", ec) &&
         !impl_->store.supervisor_alive(name)) {
       if (auto lock = store::FileLock::try_acquire(impl_->store.paths(name).state_dir / "operation.lock", "qvm ls cleanup")) {
-        lock->release();
-        impl_->store.remove(name);
+        impl_->store.remove(name);  // under the lock, as rm does
         continue;
       }
     }
@@ -125,15 +124,33 @@ std::vector<VmStatus> Inventory::list() const {
 
 std::vector<fs::path> Inventory::remove(std::string_view name, bool force, bool disks) const {
   Vm vm = get(name);
+  // The lock first, then the state: an `up`, `start` or snapshot operation in progress
+  // finishes (or fails) before rm decides, and nothing can start the VM until its folder
+  // is gone. The supervisor never takes this lock, so a kill through it cannot deadlock.
+  store::FileLock lock = impl_->store.lock_operations(name, "qvm rm", store::VmStore::LockMode::existing);
   VmStatus status = vm.status();
   if (is_active(status.state)) {
     if (!force) {
       throw VmStateError("VM \"" + std::string(name) + "\" is " + std::string(to_string(status.state)) +
                          "; stop it first (qvm down " + std::string(name) + ") or use --force");
     }
-    vm.kill();
+    status = vm.kill();
   }
-  store::FileLock lock = impl_->store.lock_operations(name, "qvm rm");
+  // A supervisor that has just stopped QEMU (after `down`, `kill`) holds its lock a moment
+  // longer; one that stays is about to restart QEMU ([shutdown] restart), into a folder
+  // that must still exist.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  auto qemu_runs = [&] {
+    return status.pid && supervisor::is_vm_qemu(*status.pid, status.qemu);
+  };
+  while ((impl_->store.supervisor_alive(name) || qemu_runs()) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (impl_->store.supervisor_alive(name) || qemu_runs()) {
+    throw VmStateError("VM \"" + std::string(name) + "\" still has its supervisor" +
+                       (qemu_runs() ? " and QEMU (pid " + std::to_string(*status.pid) + ")" : std::string()) +
+                       " after 10 s (is a restart pending?); try again");
+  }
   std::vector<fs::path> deleted;
   if (disks) {
     const fs::path list_file = impl_->store.paths(name).state_dir / "created-disks.json";
@@ -146,7 +163,7 @@ std::vector<fs::path> Inventory::remove(std::string_view name, bool force, bool 
       }
     }
   }
-  lock.release();
+  // Still under the lock: whoever waits for it finds no VM rather than a folder going away.
   impl_->store.remove(name);
   return deleted;
 }
@@ -173,17 +190,30 @@ DownResult Vm::down(std::optional<std::chrono::seconds> timeout, bool force,
                     const std::function<void(const std::string&)>& progress) const {
   const auto& store = inventory_->impl().store;
   VmStatus status = this->status();
-  if (!is_active(status.state)) return {"already stopped", std::chrono::milliseconds(0), status};
+  if (!is_active(status.state)) return {"already stopped", std::chrono::milliseconds(0), status, ""};
   if (!store.supervisor_alive(name_)) {
     throw Error("VM \"" + name_ + "\" has no supervisor (QEMU pid " +
                 std::to_string(status.pid.value_or(0)) + " is unsupervised)");
   }
-  const auto acpi = timeout.value_or(profile().shutdown.timeout);
+  std::chrono::seconds acpi = Shutdown{}.timeout;
+  std::string warning;
+  if (timeout) {
+    acpi = *timeout;
+  } else {
+    // A broken stored profile must not keep a running VM from stopping.
+    try {
+      acpi = profile().shutdown.timeout;
+    } catch (const Error& e) {
+      warning = std::string(e.what()) + "; shutting down with the default ACPI timeout of " +
+                std::to_string(acpi.count()) + " s";
+    }
+  }
   nlohmann::json request = {{"op", "down"}, {"timeout", acpi.count()}, {"force", force}};
   auto reply = supervisor::control_request(store.paths(name_).runtime_dir / "control.sock", request,
                                            acpi + kLadderTail, progress);
   if (!reply.value("ok", false)) throw Error(reply.value("error", "down failed"));
-  return {reply.value("step", ""), std::chrono::milliseconds(reply.value("elapsed_ms", 0)), this->status()};
+  return {reply.value("step", ""), std::chrono::milliseconds(reply.value("elapsed_ms", 0)), this->status(),
+          warning};
 }
 
 VmStatus Vm::kill() const {
@@ -192,7 +222,7 @@ VmStatus Vm::kill() const {
   if (!is_active(status.state)) return status;
   if (!store.supervisor_alive(name_)) {
     // Nobody else can do it: kill the unsupervised QEMU directly, if it really is ours.
-    if (status.pid && supervisor::is_vm_qemu(*status.pid, status.uuid)) ::kill(*status.pid, SIGKILL);
+    if (status.pid && supervisor::is_vm_qemu(*status.pid, status.qemu)) ::kill(*status.pid, SIGKILL);
     return this->status();
   }
   auto reply = supervisor::control_request(store.paths(name_).runtime_dir / "control.sock",
@@ -345,7 +375,7 @@ std::vector<SnapshotInfo> Vm::snapshots() const {
 SnapshotInfo Vm::snapshot_create(const std::string& name, const std::string& description) const {
   snapshot::SnapshotTree::check_name(name);
   const auto& store = inventory_->impl().store;
-  store::FileLock lock = store.lock_operations(name_, "qvm snapshot create");
+  store::FileLock lock = store.lock_operations(name_, "qvm snapshot create", store::VmStore::LockMode::existing);
   VmStatus status = this->status();
   refuse_transitions(name_, status);
   const Profile vm_profile = profile();
@@ -375,7 +405,7 @@ void Vm::snapshot_revert(const std::string& name, const StartOptions& restart) c
   // The running state is thrown away with the disks' state, so there is nothing to save.
   if (was_running) down(std::chrono::seconds(0), true);
   {
-    store::FileLock lock = store.lock_operations(name_, "qvm snapshot revert");
+    store::FileLock lock = store.lock_operations(name_, "qvm snapshot revert", store::VmStore::LockMode::existing);
     snapshot::SnapshotTree tree(store, name_, profile(), snapshot_environment(store, name_, this->status()));
     tree.revert(name);
   }
@@ -384,7 +414,7 @@ void Vm::snapshot_revert(const std::string& name, const StartOptions& restart) c
 
 void Vm::snapshot_remove(const std::string& name, const std::function<void(const std::string&)>& progress) const {
   const auto& store = inventory_->impl().store;
-  store::FileLock lock = store.lock_operations(name_, "qvm snapshot rm");
+  store::FileLock lock = store.lock_operations(name_, "qvm snapshot rm", store::VmStore::LockMode::existing);
   VmStatus status = this->status();
   refuse_transitions(name_, status);
   auto env = snapshot_environment(store, name_, status);

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include "process/run_program.hpp"
 #include "store/files.hpp"
 #include "snapshot/snapshot.hpp"
+#include "supervisor/control.hpp"
 #include "supervisor/disks.hpp"
 #include "supervisor/supervisor.hpp"
 
@@ -168,18 +170,70 @@ VmStatus launch_supervisor(store::VmStore& store, const std::string& name,
 
 }  // namespace
 
-bool is_vm_qemu(int pid, const std::string& uuid) {
-  if (pid <= 0 || uuid.empty()) return false;
-  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
-  std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return cmdline.find(std::string("-uuid") + '\0' + uuid + '\0') != std::string::npos;
+std::optional<QemuIdentity> identify_qemu(int pid, const Profile& profile, const fs::path& proc) {
+  auto facts = process::read_process_facts(pid, proc);
+  const std::string boot_id = process::read_boot_id(proc);
+  if (!facts || boot_id.empty()) return std::nullopt;
+  unsigned uid = ::geteuid();
+  if (profile.qemu.user) {
+    // QEMU drops to this user itself (-runas) once it is set up.
+    if (const struct passwd* user = ::getpwnam(profile.qemu.user->c_str())) uid = user->pw_uid;
+  }
+  return QemuIdentity{facts->start_time, boot_id, facts->exe, uid};
 }
 
+bool is_vm_qemu(int pid, const std::optional<QemuIdentity>& identity, const fs::path& proc) {
+  if (pid <= 0 || !identity) return false;
+  const auto facts = process::read_process_facts(pid, proc);
+  if (!facts || facts->start_time != identity->start_time) return false;
+  const std::string boot_id = process::read_boot_id(proc);
+  if (boot_id.empty() || boot_id != identity->boot_id) return false;
+  // A package upgrade replaces the binary under a running QEMU; the kernel then says so.
+  if (facts->exe != identity->exe && facts->exe.string() != identity->exe.string() + " (deleted)") return false;
+  // Until a [qemu] user QEMU drops its rights it runs as the user who started it.
+  return facts->uid == identity->uid || facts->uid == ::geteuid();
+}
+
+namespace {
+
+// The VM's state.json cannot be read, but its supervisor holds its lock: it is the one that
+// knows, and it rewrites the file from what it keeps in memory.
+VmStatus ask_supervisor(const store::VmStore& store, const std::string& name, VmStatus status,
+                        const std::string& broken) {
+  status.reason_code = "state-unreadable";
+  try {
+    const auto reply = control_request(store.paths(name).runtime_dir / "control.sock", {{"op", "ping"}},
+                                       std::chrono::seconds(10));
+    const auto state = reply.contains("state") && reply["state"].is_string()
+                           ? parse_vm_state(reply["state"].get<std::string>())
+                           : std::nullopt;
+    status.state = state.value_or(VmState::running);
+    if (reply.contains("pid") && reply["pid"].is_number_integer()) status.pid = reply["pid"].get<int>();
+    if (reply.contains("supervisor_pid") && reply["supervisor_pid"].is_number_integer()) {
+      status.supervisor_pid = reply["supervisor_pid"].get<int>();
+    }
+    status.reason = broken + "; its supervisor" +
+                    (status.supervisor_pid ? " (pid " + std::to_string(*status.supervisor_pid) + ")" : std::string()) +
+                    " is alive and rewrites the file";
+  } catch (const std::exception& e) {
+    status.state = VmState::running;
+    status.reason = broken + "; its supervisor is alive (it holds supervisor.lock) but did not answer: " + e.what();
+  }
+  return status;
+}
+
+}  // namespace
+
 VmStatus reconcile_status(const store::VmStore& store, const std::string& name) {
-  auto status = store.read_status(name);
+  std::string broken;
+  auto status = store.read_status(name, &broken);
   if (!status) throw Error("no VM named \"" + name + "\" (see qvm ls)");
+  if (!broken.empty()) {
+    if (store.supervisor_alive(name)) return ask_supervisor(store, name, *status, broken);
+    return *status;
+  }
   if (!is_active(status->state) || store.supervisor_alive(name)) return *status;
-  if (status->pid && is_vm_qemu(*status->pid, status->uuid)) {
+  if (status->pid && is_vm_qemu(*status->pid, status->qemu)) {
     // QEMU outlived its supervisor: give it a new one. Whoever holds the operation lock
     // (an `up` in progress) is already looking after it.
     auto lock = store::FileLock::try_acquire(store.paths(name).state_dir / "operation.lock",
@@ -194,9 +248,14 @@ VmStatus reconcile_status(const store::VmStore& store, const std::string& name) 
       return store.read_status(name).value_or(*status);
     }
   }
+  const bool unprovable = status->pid && !status->qemu && process::read_process_facts(*status->pid);
   // Both gone without a word: a host reboot, or kill -9 of the supervisor and then QEMU.
   status->state = VmState::crashed;
-  status->reason = "the supervisor and QEMU are gone (host reboot or killed together)";
+  status->reason = unprovable
+                       ? "the supervisor is gone, and nothing proves that process " + std::to_string(*status->pid) +
+                             " is this VM's QEMU (state.json has no qemu_start_time: an older qvm wrote it); "
+                             "qvm leaves that process alone"
+                       : "the supervisor and QEMU are gone (host reboot or killed together)";
   status->reason_code = "vanished";
   status->pid.reset();
   status->supervisor_pid.reset();
@@ -210,7 +269,7 @@ VmStatus reconcile_status(const store::VmStore& store, const std::string& name) 
 }
 
 VmStatus start_vm(store::VmStore& store, const std::string& name, const StartOptions& options) {
-  store::FileLock lock = store.lock_operations(name, "qvm up");
+  store::FileLock lock = store.lock_operations(name, "qvm up", store::VmStore::LockMode::existing);
   VmStatus status = reconcile_status(store, name);
   if (is_active(status.state)) {
     throw VmStateError("VM \"" + name + "\" is already " + std::string(to_string(status.state)) +

@@ -25,12 +25,22 @@ int run_detached_supervisor(store::VmStore& store, const std::string& name, int 
                             std::optional<int> attach_pid = std::nullopt);
 
 /// The status with the truth restored. If state.json says the VM is active but its
-/// supervisor is dead: when its QEMU still runs (checked by pid and UUID, so a recycled pid
-/// never counts), a new supervisor re-attaches to it; otherwise the VM is marked crashed
-/// ("vanished") on disk.
+/// supervisor is dead: when its QEMU still runs (proven by is_vm_qemu, so a recycled pid or
+/// a copied command line never counts), a new supervisor re-attaches to it; otherwise the
+/// VM is marked crashed ("vanished") on disk. If state.json cannot be read but the
+/// supervisor lives, the supervisor is asked (and rewrites the file); reason_code is then
+/// "state-unreadable" and the reason names the file.
 VmStatus reconcile_status(const store::VmStore& store, const std::string& name);
 
-/// True if `pid` is alive and is the QEMU of the VM with `uuid` (guards against pid reuse).
-bool is_vm_qemu(int pid, const std::string& uuid);
+/// The identity of the QEMU just started as `pid` for `profile`, read from `proc`; nullopt
+/// if it cannot be read (the process is already gone).
+std::optional<QemuIdentity> identify_qemu(int pid, const Profile& profile,
+                                          const std::filesystem::path& proc = "/proc");
+
+/// True only if `pid` is alive and provably the process `identity` recorded: same start
+/// time in the same boot, same executable (or that file replaced by an upgrade), running
+/// as the recorded user (or as this one). No identity (an older qvm's state.json): false.
+bool is_vm_qemu(int pid, const std::optional<QemuIdentity>& identity,
+                const std::filesystem::path& proc = "/proc");
 
 }  // namespace qvm::supervisor

@@ -24,6 +24,7 @@
 #include "supervisor/exit_reason.hpp"
 #include "supervisor/folder_watch.hpp"
 #include "supervisor/io_error.hpp"
+#include "supervisor/launch.hpp"
 #include "supervisor/serial_watch.hpp"
 #include "supervisor/state_saver.hpp"
 
@@ -260,6 +261,7 @@ struct Supervisor::Impl {
     qemu_log_offset = log_offset;
     run_started = Clock::now();
     status.pid = qemu->pid();
+    status.qemu = identify_qemu(qemu->pid(), profile);  // what proves later it is this QEMU
     status.accel = command.accel == Accel::kvm ? "kvm" : "tcg";
     run_uses_kvm = command.accel == Accel::kvm;
     starting_up = true;
@@ -391,7 +393,7 @@ struct Supervisor::Impl {
   void attach(int pid) {
     attaching = true;
     std::optional<process::Process> running = process::Process::attach(pid);
-    if (!running || !is_our_qemu(pid)) {
+    if (!running || !is_vm_qemu(pid, status.qemu)) {
       status.state = VmState::crashed;
       status.reason = "the supervisor and QEMU are gone (host reboot or killed together)";
       status.reason_code = "vanished";
@@ -413,12 +415,6 @@ struct Supervisor::Impl {
         io.get_executor(), *qemu, [this](process::ExitStatus exit) { on_qemu_exit(exit); });
     qmp_deadline = Clock::now() + options.timings.qmp_connect;
     connect_qmp(size_or_zero(paths.serial_log()));
-  }
-
-  bool is_our_qemu(int pid) const {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
-    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    return cmdline.find(std::string("-uuid") + '\0' + status.uuid + '\0') != std::string::npos;
   }
 
   // Learns from QEMU what state the guest is in, and finishes a start that was cut short.
@@ -763,7 +759,12 @@ struct Supervisor::Impl {
   void on_control(const ControlRequest& request, std::shared_ptr<ControlReply> reply) {
     const std::string& op = request.op;
     if (op == "ping") {
-      return reply->finish({{"ok", true}, {"supervisor_pid", ::getpid()}, {"pid", status.pid ? nlohmann::json(*status.pid) : nlohmann::json(nullptr)}});
+      try {
+        save();  // rewrites a state.json that was damaged behind our back; else writes nothing
+      } catch (const std::exception&) {
+        // The answer matters more than the repair; the next save tries again.
+      }
+      return reply->finish({{"ok", true}, {"supervisor_pid", ::getpid()}, {"pid", status.pid ? nlohmann::json(*status.pid) : nlohmann::json(nullptr)}, {"state", std::string(to_string(status.state))}});
     }
     if (!qemu) {
       return reply->finish({{"ok", true}, {"state", std::string(to_string(status.state))}, {"step", "already stopped"}});

@@ -53,7 +53,7 @@ TEST_F(LifecycleIntegrationTest, ClassicLifecycleFromUpToRm) {
   EXPECT_EQ(running["accel"], "tcg");
   ASSERT_TRUE(running["pid"].is_number());
   const int pid = running["pid"];
-  EXPECT_TRUE(supervisor::is_vm_qemu(pid, running["uuid"]));
+  EXPECT_TRUE(supervisor::is_vm_qemu(pid, VmStatus::from_json(running).qemu));
 
   ASSERT_EQ(qvm({"pause", "life"}).exit_code, 0);
   EXPECT_EQ(state_of("life"), "paused");

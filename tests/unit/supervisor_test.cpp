@@ -9,8 +9,10 @@
 #include <mutex>
 #include <thread>
 
+#include "process/child.hpp"
 #include "store/files.hpp"
 #include "supervisor/control.hpp"
+#include "supervisor/launch.hpp"
 #include "supervisor/supervisor.hpp"
 #include "support/fake_qmp_server.hpp"
 #include "support/temp_dir.hpp"
@@ -641,6 +643,84 @@ TEST_F(SupervisorTest, AnIoErrorPauseSaysWhichDisk) {
   EXPECT_EQ(status().reason_code, "paused");
   ::kill(*status().pid, SIGKILL);
   finish();
+}
+
+// What later proves that a pid is this QEMU: its start time, boot, binary and user.
+TEST_F(SupervisorTest, RecordsTheIdentityOfTheQemuItStarted) {
+  define();
+  server_->expect("cont");
+  start();
+  ASSERT_TRUE(testing::eventually([&] { return notified("ready"); }, 10s));
+  VmStatus s = status();
+  ASSERT_TRUE(s.pid);
+  ASSERT_TRUE(s.qemu);
+  const auto facts = process::read_process_facts(*s.pid);
+  ASSERT_TRUE(facts);
+  EXPECT_EQ(s.qemu->start_time, facts->start_time);
+  EXPECT_EQ(s.qemu->exe, facts->exe);
+  EXPECT_EQ(s.qemu->uid, ::geteuid());
+  EXPECT_EQ(s.qemu->boot_id, process::read_boot_id());
+  EXPECT_TRUE(is_vm_qemu(*s.pid, s.qemu));
+  control_request(store_.paths("sup").runtime_dir / "control.sock", {{"op", "kill"}}, 10s);
+  EXPECT_EQ(finish(), 0);
+  EXPECT_FALSE(status().qemu) << "the identity of a QEMU that has exited is not kept";
+}
+
+// The supervisor keeps the state in memory: a state.json damaged while it runs is
+// rewritten the next time anyone asks it (and on its next change anyway).
+TEST_F(SupervisorTest, ABrokenStateFileIsRewrittenWhenTheSupervisorIsAsked) {
+  define();
+  server_->expect("cont");
+  start();
+  ASSERT_TRUE(testing::eventually([&] { return notified("ready"); }, 10s));
+  const VmStatus before = status();
+  const fs::path file = store_.paths("sup").state_dir / "state.json";
+  for (const std::string damage : {"garbage", "{\"name\": \"sup\", \"st", "{\"name\": \"../x\"}"}) {
+    std::ofstream(file) << damage;
+    VmStatus seen = reconcile_status(store_, "sup");
+    EXPECT_EQ(seen.state, VmState::running) << damage;
+    EXPECT_EQ(seen.reason_code, "state-unreadable") << damage;
+    EXPECT_NE(seen.reason.find(file.string() + " is broken: "), std::string::npos) << seen.reason;
+    std::string broken;
+    auto repaired = store_.read_status("sup", &broken);
+    EXPECT_EQ(broken, "") << damage;
+    EXPECT_EQ(repaired->state, VmState::running);
+    EXPECT_EQ(repaired->pid, before.pid);
+    EXPECT_EQ(repaired->qemu, before.qemu);
+  }
+  EXPECT_FALSE(fs::exists(dir_ / "state" / "x"));
+  control_request(store_.paths("sup").runtime_dir / "control.sock", {{"op", "kill"}}, 10s);
+  EXPECT_EQ(finish(), 0);
+}
+
+// Re-attaching to a pid whose process only copied the VM's -uuid: refused, never signalled.
+TEST_F(SupervisorTest, AttachRefusesAProcessThatOnlyCopiedTheCommandLine) {
+  define();
+  VmStatus stored = status();
+  process::Process impostor = process::Process::spawn(
+      {{"sh", "-c", "sleep 60; :", "qemu-system-x86_64", "-uuid", stored.uuid}});
+  stored.state = VmState::running;
+  stored.pid = impostor.pid();
+  store_.write_status(stored);
+  Options options;
+  options.name = "sup";
+  options.timings = fast_timings();
+  options.attach_pid = impostor.pid();
+  options.notify = [this](const nlohmann::json& message) {
+    std::lock_guard guard(mutex_);
+    notices_.push_back(message);
+  };
+  thread_ = std::thread([this, options] {
+    boost::asio::io_context io;
+    Supervisor supervisor(io, store_, options, environment());
+    exit_code_.set_value(supervisor.run());
+  });
+  EXPECT_EQ(finish(), 1);
+  EXPECT_TRUE(notified("failed"));
+  EXPECT_EQ(status().reason_code, "vanished");
+  EXPECT_FALSE(impostor.poll()) << "the supervisor signalled a process that is not its QEMU";
+  impostor.send_signal(SIGKILL);
+  impostor.wait(5000);
 }
 
 }  // namespace
