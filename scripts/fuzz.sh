@@ -3,7 +3,7 @@
 # (default 60) on a scratch copy of its seed corpus (tests/fuzz/corpus/<target>/), so the
 # repository never gains corpus files. Targets run side by side, at most QVM_FUZZ_JOBS at a
 # time (default: the number of CPUs), so the run takes about ceil(targets / jobs) * SECONDS
-# plus the build (5 targets on 2 CPUs: three times SECONDS). Prints one summary line per target and exits non-zero if any target found a crash, a
+# plus the build (6 targets on 2 CPUs: three times SECONDS). Prints one summary line per target and exits non-zero if any target found a crash, a
 # leak, a timeout (-timeout=10) or ran out of memory (-rss_limit_mb=2048); the input that did
 # it is kept and its path printed.
 #
@@ -22,7 +22,7 @@ fi
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build="$root/build-fuzz"
-targets=(qmp profile agent state control)
+targets=(qmp profile agent state control terminal)
 jobs=${QVM_FUZZ_JOBS:-$(nproc)}
 if [[ ! $jobs =~ ^[1-9][0-9]*$ ]]; then
   echo "fuzz: QVM_FUZZ_JOBS must be a positive number" >&2
