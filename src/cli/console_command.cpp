@@ -11,6 +11,7 @@
 
 #include "cli/cli.hpp"
 #include "cli/context.hpp"
+#include "cli/terminal_text.hpp"
 #include "store/layout.hpp"
 #include "store/vm_store.hpp"
 #include "supervisor/launch.hpp"
@@ -69,8 +70,9 @@ int connect_console(const std::filesystem::path& path) {
 
 // Relays between the terminal (or pipes) and the console socket. With a terminal, Ctrl-]
 // detaches. With piped input, the relay ends once the input has ended and the guest has
-// answered and then been quiet for half a second (or said nothing for five seconds).
-int relay(Context& ctx, int socket_fd, bool tty) {
+// answered and then been quiet for half a second (or said nothing for five seconds). What the
+// guest sends goes through `out`; what is typed goes to the guest as it is.
+int relay(Context& ctx, TerminalOutput& out, int socket_fd, bool tty) {
   bool input_open = true;
   bool answered = false;
   int quiet_polls = 0;
@@ -90,14 +92,14 @@ int relay(Context& ctx, int socket_fd, bool tty) {
     if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
       ssize_t n = ::read(socket_fd, buffer, sizeof buffer);
       if (n <= 0) {
+        out.finish();
         if (tty) ctx.err << "\r\n";
         ctx.err << "qvm: the console closed (the VM stopped)\n";
         return kSuccess;
       }
       quiet_polls = 0;
       if (!input_open) answered = true;
-      ctx.out.write(buffer, n);
-      ctx.out.flush();
+      out.write({buffer, static_cast<std::size_t>(n)});
     }
     if (input_open && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
       ssize_t n = ::read(STDIN_FILENO, buffer, sizeof buffer);
@@ -122,9 +124,12 @@ int relay(Context& ctx, int socket_fd, bool tty) {
 void add_console_command(CLI::App& app, Context& ctx) {
   auto* cmd = app.add_subcommand("console", "attach to a VM's serial console (Ctrl-] detaches)");
   auto name = std::make_shared<std::string>();
+  auto raw = std::make_shared<bool>(false);
   cmd->add_option("NAME", *name, "VM name")->required();
-  cmd->callback([&ctx, name] {
-    ctx.action = [&ctx, name] {
+  cmd->add_flag("--raw", *raw,
+                "on a terminal too, pass the guest's escape sequences to it (for full-screen programs)");
+  cmd->callback([&ctx, name, raw] {
+    ctx.action = [&ctx, name, raw] {
       Vm vm = ctx.inventory()->get(*name);
       VmStatus status = vm.status();
       if (status.state == VmState::stopped || status.state == VmState::crashed) {
@@ -135,9 +140,12 @@ void add_console_command(CLI::App& app, Context& ctx) {
       if (tty) ctx.err << "Connected to the serial console of " << *name << "; press Ctrl-] to detach.\r\n";
       int code;
       {
-        std::optional<RawTerminal> raw;
-        if (tty) raw.emplace(STDIN_FILENO);
-        code = relay(ctx, fd, tty);
+        std::optional<RawTerminal> raw_terminal;
+        if (tty) raw_terminal.emplace(STDIN_FILENO);
+        // The guest's escape sequences are shown, not obeyed, unless asked for.
+        TerminalOutput out(ctx.out, ctx.out_is_terminal && !*raw);
+        code = relay(ctx, out, fd, tty);
+        out.finish();
       }
       ::close(fd);
       return code;
@@ -154,7 +162,7 @@ void add_supervise_command(CLI::App& app, Context& ctx) {
   auto attach = std::make_shared<std::optional<int>>();
   cmd->add_option("NAME", *name)->required();
   cmd->add_option("--notify-fd", *notify_fd);
-  cmd->add_option("--timeout", *timeout);
+  cmd->add_option("--timeout", *timeout)->check(CLI::Range(std::int64_t{1}, kMaxWaitSeconds));
   cmd->add_option("--attach", *attach);
   cmd->callback([&ctx, name, notify_fd, timeout, attach] {
     ctx.action = [&ctx, name, notify_fd, timeout, attach] {

@@ -1,6 +1,8 @@
 #pragma once
 
 #include <filesystem>
+#include <chrono>
+#include <cstdint>
 #include <functional>
 #include <iosfwd>
 #include <memory>
@@ -24,6 +26,7 @@ struct Context {
   std::optional<std::filesystem::path> state_dir;  // --state-dir
   std::function<int()> action;                     // set by the chosen subcommand
   bool interactive = false;                        // stderr is a terminal: show progress
+  bool out_is_terminal = false;                    // `out` is stdout, and stdout a terminal
 
   void warn(const std::string& message) const;
   /// The inventory of the chosen state root, opened on first use.
@@ -44,8 +47,21 @@ void add_run_command(CLI::App& app, Context& ctx);         // run: a throwaway V
 void add_ssh_command(CLI::App& app, Context& ctx);         // ssh through the forward to 22
 void add_supervise_command(CLI::App& app, Context& ctx);    // hidden: the detached supervisor
 
-/// Checks a number of seconds (--timeout and friends) and says so in one line when it is not.
-CLI::Validator seconds_check(bool allow_zero = false);
+/// The longest wait for a VM to be ready or a guest to shut down: one day (as ready.timeout).
+inline constexpr std::int64_t kMaxWaitSeconds = 86400;
+/// The longest an `exec` or `run` command may run: seven days (poll()'s int milliseconds
+/// carry 24 days).
+inline constexpr std::int64_t kMaxCommandSeconds = 7 * 86400;
+
+/// Checks a number of seconds (--timeout and friends): a decimal number, more than zero (or
+/// zero too, with `allow_zero`) and at most `max_seconds`; else says why in one line naming
+/// the accepted range. What it accepts converts to seconds or milliseconds without overflow.
+CLI::Validator seconds_check(std::int64_t max_seconds, bool allow_zero = false);
+
+/// A number of seconds that seconds_check accepted, rounded up to whole seconds.
+std::chrono::seconds seconds_rounded_up(double seconds);
+/// The same, rounded up to whole milliseconds.
+std::chrono::milliseconds milliseconds_rounded_up(double seconds);
 
 /// Prints a start progress message the way `up` and `start` show it.
 void show_progress(Context& ctx, const std::string& name, const nlohmann::json& message);

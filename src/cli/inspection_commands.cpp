@@ -8,6 +8,7 @@
 
 #include "cli/cli.hpp"
 #include "cli/context.hpp"
+#include "cli/terminal_text.hpp"
 #include "qvm/qmp.hpp"
 
 namespace qvm::cli {
@@ -42,7 +43,7 @@ std::string memory_text(std::uint64_t mib) {
 }
 
 // Copies what `path` gains to `out` until the VM stops (or forever if `follow_always`).
-void follow_file(Context& ctx, const std::filesystem::path& path, const Vm& vm, bool follow) {
+void follow_file(TerminalOutput& out, const std::filesystem::path& path, const Vm& vm, bool follow) {
   std::ifstream in(path, std::ios::binary);
   std::streamoff offset = 0;
   char buffer[65536];
@@ -52,20 +53,20 @@ void follow_file(Context& ctx, const std::filesystem::path& path, const Vm& vm, 
       in.clear();
       in.seekg(offset);
       while (in.read(buffer, sizeof buffer) || in.gcount() > 0) {
-        ctx.out.write(buffer, in.gcount());
+        out.write({buffer, static_cast<std::size_t>(in.gcount())});
         offset += in.gcount();
       }
-      ctx.out.flush();
     }
-    if (!follow) return;
+    if (!follow) return out.finish();
     // Stop once the VM is down and the file has been read to its end.
     if (!is_active(vm.status().state)) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
       in.clear();
       in.seekg(offset);
-      while (in.read(buffer, sizeof buffer) || in.gcount() > 0) ctx.out.write(buffer, in.gcount());
-      ctx.out.flush();
-      return;
+      while (in.read(buffer, sizeof buffer) || in.gcount() > 0) {
+        out.write({buffer, static_cast<std::size_t>(in.gcount())});
+      }
+      return out.finish();
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
@@ -152,13 +153,17 @@ void add_inspection_commands(CLI::App& app, Context& ctx) {
     auto name = std::make_shared<std::string>();
     auto qemu = std::make_shared<bool>(false);
     auto follow = std::make_shared<bool>(false);
+    auto raw = std::make_shared<bool>(false);
     cmd->add_option("NAME", *name, "VM name")->required();
     cmd->add_flag("--qemu", *qemu, "QEMU's stdout and stderr instead");
     cmd->add_flag("-f,--follow", *follow, "keep printing what is added, until the VM stops");
-    cmd->callback([&ctx, name, qemu, follow] {
-      ctx.action = [&ctx, name, qemu, follow] {
+    cmd->add_flag("--raw", *raw, "on a terminal too, print the bytes as they are, escape sequences included");
+    cmd->callback([&ctx, name, qemu, follow, raw] {
+      ctx.action = [&ctx, name, qemu, follow, raw] {
         Vm vm = ctx.inventory()->get(*name);
-        follow_file(ctx, *qemu ? vm.qemu_log() : vm.serial_log(), vm, *follow);
+        // The guest wrote these bytes: on a terminal, its escape sequences are shown, not obeyed.
+        TerminalOutput out(ctx.out, ctx.out_is_terminal && !*raw);
+        follow_file(out, *qemu ? vm.qemu_log() : vm.serial_log(), vm, *follow);
         return kSuccess;
       };
     });
@@ -172,7 +177,8 @@ void add_inspection_commands(CLI::App& app, Context& ctx) {
     cmd->callback([&ctx, name, follow] {
       ctx.action = [&ctx, name, follow] {
         Vm vm = ctx.inventory()->get(*name);
-        follow_file(ctx, vm.serial_log().parent_path() / "events.jsonl", vm, *follow);
+        TerminalOutput out(ctx.out, false);
+        follow_file(out, vm.serial_log().parent_path() / "events.jsonl", vm, *follow);
         return kSuccess;
       };
     });

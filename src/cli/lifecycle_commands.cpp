@@ -47,14 +47,15 @@ void add_lifecycle_commands(CLI::App& app, Context& ctx) {
     auto timeout = std::make_shared<std::optional<double>>();
     auto foreground = std::make_shared<bool>(false);
     cmd->add_option("NAME", *name, "VM name")->required();
-    cmd->add_option("--timeout", *timeout, "seconds to wait for readiness")->check(seconds_check());
+    cmd->add_option("--timeout", *timeout, "seconds to wait for readiness (up to 86400)")
+        ->check(seconds_check(kMaxWaitSeconds));
     cmd->add_flag("--foreground", *foreground, "supervise in this process until the VM stops");
     cmd->callback([&ctx, name, timeout, foreground] {
       ctx.action = [&ctx, name, timeout, foreground] {
         Vm vm = ctx.inventory()->get(*name);
         StartOptions options;
         options.foreground = *foreground;
-        if (*timeout) options.ready_timeout = std::chrono::seconds(static_cast<long>(**timeout + 0.999));
+        if (*timeout) options.ready_timeout = seconds_rounded_up(**timeout);
         options.on_progress = [&ctx, name](const nlohmann::json& message) { show_progress(ctx, *name, message); };
         VmStatus status = vm.start(options);
         if (*foreground) {
@@ -75,7 +76,7 @@ void add_lifecycle_commands(CLI::App& app, Context& ctx) {
     auto force = std::make_shared<bool>(false);
     cmd->add_option("NAME", *name, "VM name")->required();
     cmd->add_option("--timeout", *timeout, "seconds the guest gets to shut down after the power button (default: the profile's [shutdown] timeout)")
-        ->check(seconds_check(true));
+        ->check(seconds_check(kMaxWaitSeconds, true));
     cmd->add_flag("--force", *force, "skip the power button: QMP quit, then signals");
     cmd->callback([&ctx, name, timeout, force] {
       ctx.action = [&ctx, name, timeout, force] {
@@ -127,7 +128,8 @@ void add_lifecycle_commands(CLI::App& app, Context& ctx) {
     auto command = std::make_shared<std::vector<std::string>>();
     auto timeout = std::make_shared<double>(3600);
     cmd->add_option("NAME", *name, "VM name")->required();
-    cmd->add_option("--timeout", *timeout, "seconds the command may run (default 3600)")->check(seconds_check());
+    cmd->add_option("--timeout", *timeout, "seconds the command may run (default 3600, up to 604800)")
+        ->check(seconds_check(kMaxCommandSeconds));
     cmd->add_option("CMD", *command, "the command and its arguments, after --")->required();
     cmd->callback([&ctx, name, command, timeout] {
       ctx.action = [&ctx, name, command, timeout] {
@@ -137,7 +139,7 @@ void add_lifecycle_commands(CLI::App& app, Context& ctx) {
           code = vm.exec(
               *command, [&ctx](std::string_view chunk) { ctx.out.write(chunk.data(), static_cast<std::streamsize>(chunk.size())); ctx.out.flush(); },
               [&ctx](std::string_view chunk) { ctx.err.write(chunk.data(), static_cast<std::streamsize>(chunk.size())); ctx.err.flush(); },
-              std::chrono::milliseconds(static_cast<long long>(*timeout * 1000)));
+              milliseconds_rounded_up(*timeout));
         } catch (const std::exception& e) {
           // 125: qvm itself could not run the command (as for docker and podman); every
           // other code is the command's own.

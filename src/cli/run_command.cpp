@@ -183,7 +183,7 @@ Profile transient_profile(Profile profile, const RunOptions& options, const stor
   profile.agent = true;
   Ready ready = profile.ready.value_or(Ready{});
   ready.agent = true;
-  if (options.boot_timeout) ready.timeout = std::chrono::seconds(static_cast<long>(*options.boot_timeout));
+  if (options.boot_timeout) ready.timeout = seconds_rounded_up(*options.boot_timeout);
   profile.ready = ready;
   profile.shutdown.restart = RestartPolicy::no;
   // Every writable disk runs on a throwaway overlay; the images the profile names are
@@ -296,7 +296,7 @@ int run_vm(Context& ctx, const RunOptions& options) {
       };
       try {
         result.exit_code = vm.exec(options.command, to_out, to_err,
-                                   std::chrono::milliseconds(static_cast<long long>(options.timeout * 1000)));
+                                   milliseconds_rounded_up(options.timeout));
         result.outcome = result.exit_code == 0 ? "passed" : "failed";
       } catch (const AgentTimeout& e) {
         result.outcome = "timeout";
@@ -387,9 +387,11 @@ void add_run_command(CLI::App& app, Context& ctx) {
   cmd->add_option("--set", options->overrides, "override a profile key, e.g. --set memory=4GiB")->allow_extra_args(false);
   cmd->add_option("--accel", options->accel, "kvm or tcg; without KVM, run refuses unless --accel tcg")
       ->check(CLI::IsMember({"kvm", "tcg"}));
-  cmd->add_option("--timeout", options->timeout, "seconds the command may run (default 3600)")->check(seconds_check());
-  cmd->add_option("--boot-timeout", options->boot_timeout, "seconds to wait for the guest agent (default: the profile's)")
-      ->check(seconds_check());
+  cmd->add_option("--timeout", options->timeout, "seconds the command may run (default 3600, up to 604800)")
+      ->check(seconds_check(kMaxCommandSeconds));
+  cmd->add_option("--boot-timeout", options->boot_timeout,
+                  "seconds to wait for the guest agent (default: the profile's; up to 86400)")
+      ->check(seconds_check(kMaxWaitSeconds));
   cmd->add_option("--junit", options->junit, "write a JUnit XML report here");
   cmd->add_flag("--json", options->json, "print one JSON result (with the command's output) instead of streaming");
   cmd->callback([&ctx, options] {

@@ -54,7 +54,7 @@ StartOptions start_options(Context& ctx, const UpOptions& options, const std::st
                            std::mutex& output) {
   StartOptions start;
   start.foreground = options.foreground;
-  if (options.timeout) start.ready_timeout = std::chrono::seconds(static_cast<long>(*options.timeout + 0.999));
+  if (options.timeout) start.ready_timeout = seconds_rounded_up(*options.timeout);
   start.on_progress = [&ctx, name, &output](const nlohmann::json& message) {
     std::lock_guard guard(output);
     show_progress(ctx, name, message);
@@ -164,8 +164,8 @@ void add_up_command(CLI::App& app, Context& ctx) {
   cmd->add_option("--set", options->overrides, "override a profile key, e.g. --set memory=4GiB")
       ->allow_extra_args(false);
   cmd->add_flag("--foreground", options->foreground, "supervise in this process until the VM stops");
-  cmd->add_option("--timeout", options->timeout, "seconds to wait for readiness (default: the profile's)")
-      ->check(seconds_check());
+  cmd->add_option("--timeout", options->timeout, "seconds to wait for readiness (default: the profile's; up to 86400)")
+      ->check(seconds_check(kMaxWaitSeconds));
   cmd->add_flag("--dry-run", options->dry_run, "print the QEMU command line instead of starting");
   cmd->add_flag("--json", options->json, "with --dry-run: the command as a JSON array");
   cmd->callback([&ctx, options] {
