@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "command_line/run_paths.hpp"
+#include "store/files.hpp"
 
 namespace qvm::store {
 
@@ -30,6 +31,12 @@ std::filesystem::path state_root(const std::optional<std::filesystem::path>& fla
 /// The folder for sockets and pidfiles of every VM under `state_root`: $XDG_RUNTIME_DIR/qvm
 /// when that is short, else /tmp/qvm-<uid>.
 std::filesystem::path runtime_root(const Environment& env);
+
+/// Creates or checks the runtime root (the parent of `runtime_dir`) and `runtime_dir` in it
+/// as private folders of this user (see make_private_dir). Another user can make
+/// /tmp/qvm-<uid> before qvm does; then this throws qvm::Error naming the folder and the fix
+/// (remove it, or set XDG_RUNTIME_DIR) and nothing is created or written there.
+PrivateDir make_runtime_dir(const std::filesystem::path& runtime_dir);
 
 /// The files of VM `name`. The runtime dir is runtime_root/<16 hex digits> derived from
 /// the state root and the name, so every socket path stays under 108 bytes whatever the

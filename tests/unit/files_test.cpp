@@ -1,11 +1,14 @@
 #include <gtest/gtest.h>
 
+#include <pwd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <string>
 #include <vector>
 
+#include "qvm/error.hpp"
 #include "store/files.hpp"
 #include "support/temp_dir.hpp"
 
@@ -76,6 +79,189 @@ TEST(WriteFileAtomicallyTest, TheReplacedFileIsFreedWhenReleasedNotInTheRename) 
   }
   EXPECT_TRUE(held_deleted_files().empty());
   EXPECT_EQ(read_file_if_exists(dir / "new.json"), "[]\n");
+}
+
+namespace fs = std::filesystem;
+
+// What a test checks a victim file by: its content and when it was last written.
+struct Seen {
+  std::string content;
+  long long mtime_ns = 0;
+  bool operator==(const Seen&) const = default;
+};
+
+Seen seen(const fs::path& file) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) return {"<missing>", 0};
+  return {testing::read_file(file), st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec};
+}
+
+// The message of the qvm::Error that `action` throws, or "" if it throws none.
+template <typename Action>
+std::string error_of(Action action) {
+  try {
+    action();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// The old temp name was the pid: anyone could plant it as a symlink to a file of the
+// writer's and have the state written into that file.
+TEST(WriteFileAtomicallyTest, APlantedTempNameIsNeverWrittenThrough) {
+  testing::TempDir dir;
+  const fs::path victim = dir.write("victim", "root's secret\n");
+  const Seen before = seen(victim);
+  const fs::path folder = dir / "vm";
+  fs::create_directory(folder);
+  for (const std::string& temp : {".tmp." + std::to_string(::getpid()), ".tmp" + std::to_string(::getpid()),
+                                 std::string(".tmp")}) {
+    fs::create_symlink(victim, folder / ("state.json" + temp));
+  }
+  write_file_atomically(folder / "state.json", "{}\n");
+  EXPECT_EQ(seen(victim), before);
+  EXPECT_EQ(testing::read_file(folder / "state.json"), "{}\n");
+  EXPECT_FALSE(fs::is_symlink(folder / "state.json"));
+  // The planted names are left alone, and no temp file of ours is left beside them.
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(folder)) names.push_back(entry.path().filename());
+  EXPECT_EQ(names.size(), 4u);
+}
+
+TEST(WriteFileAtomicallyTest, ASymlinkAsTheTargetIsReplacedNeverFollowed) {
+  testing::TempDir dir;
+  const fs::path victim = dir.write("victim", "root's secret\n");
+  const Seen before = seen(victim);
+  fs::create_symlink(victim, dir / "state.json");
+  write_file_atomically(dir / "state.json", "{}\n");
+  EXPECT_EQ(seen(victim), before);
+  EXPECT_FALSE(fs::is_symlink(dir / "state.json"));
+  EXPECT_EQ(testing::read_file(dir / "state.json"), "{}\n");
+}
+
+TEST(WriteFileAtomicallyTest, AFolderOthersCanWriteToOrASymlinkedOneIsRefused) {
+  testing::TempDir dir;
+  const fs::path open_folder = dir / "open";
+  fs::create_directory(open_folder);
+  fs::permissions(open_folder, fs::perms::all);
+  EXPECT_EQ(error_of([&] { write_file_atomically(open_folder / "state.json", "{}\n"); }),
+            open_folder.string() + " can be written by other users (mode 0777); refusing to use it; "
+            "make it private with chmod go-w " + open_folder.string());
+  EXPECT_FALSE(fs::exists(open_folder / "state.json"));
+  EXPECT_TRUE(fs::is_empty(open_folder));
+
+  fs::create_directory(dir / "real");
+  fs::create_directory_symlink(dir / "real", dir / "link");
+  EXPECT_EQ(error_of([&] { write_file_atomically(dir / "link" / "state.json", "{}\n"); }),
+            (dir / "link").string() + " is not a directory (a symlink or file is in the way); remove it");
+  EXPECT_TRUE(fs::is_empty(dir / "real"));
+}
+
+TEST(WriteFileAtomicallyTest, AFolderOfAnotherUserIsRefused) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to give a folder to nobody";
+  const struct passwd* nobody = ::getpwnam("nobody");
+  ASSERT_NE(nobody, nullptr);
+  testing::TempDir dir;
+  const fs::path theirs = dir / "theirs";
+  fs::create_directory(theirs);
+  ASSERT_EQ(::chown(theirs.c_str(), nobody->pw_uid, nobody->pw_gid), 0);
+  EXPECT_EQ(error_of([&] { write_file_atomically(theirs / "state.json", "{}\n"); }),
+            theirs.string() + " belongs to uid " + std::to_string(nobody->pw_uid) +
+                ", not to this user; refusing to use it");
+  EXPECT_TRUE(fs::is_empty(theirs));
+}
+
+TEST(MakePrivateDirTest, CreatesEveryMissingFolderPrivateAndAcceptsItAgain) {
+  testing::TempDir dir;
+  const fs::path deep = dir / "a" / "b" / "c";
+  PrivateDir made = make_private_dir(deep);
+  EXPECT_GE(made.fd(), 0);
+  EXPECT_EQ(made.path(), deep);
+  for (const fs::path& folder : {dir / "a", dir / "a" / "b", deep}) {
+    struct stat st {};
+    ASSERT_EQ(::lstat(folder.c_str(), &st), 0);
+    EXPECT_TRUE(S_ISDIR(st.st_mode)) << folder;
+    EXPECT_EQ(st.st_mode & 0777, 0700u) << folder;
+  }
+  // Files made through the descriptor land in that folder.
+  write_file_atomically(made, "x", "1\n");
+  EXPECT_EQ(testing::read_file(deep / "x"), "1\n");
+  EXPECT_NO_THROW(make_private_dir(deep));
+  EXPECT_NO_THROW(make_private_dir(deep.string() + "/"));
+  EXPECT_NO_THROW(open_private_dir(deep));
+}
+
+TEST(MakePrivateDirTest, ASymlinkAFileOrAFolderOthersCanWriteToIsRefusedWithTheFix) {
+  testing::TempDir dir;
+  fs::create_directory(dir / "elsewhere");
+  fs::create_directory_symlink(dir / "elsewhere", dir / "link");
+  EXPECT_EQ(error_of([&] { make_private_dir(dir / "link"); }),
+            (dir / "link").string() + " is not a directory (a symlink or file is in the way); remove it");
+  EXPECT_EQ(error_of([&] { make_private_dir(dir / "link", "set XDG_RUNTIME_DIR"); }),
+            (dir / "link").string() + " is not a directory (a symlink or file is in the way); set XDG_RUNTIME_DIR");
+  // A dangling symlink is not created through either.
+  fs::create_symlink(dir / "nowhere", dir / "dangling");
+  EXPECT_NE(error_of([&] { make_private_dir(dir / "dangling"); }), "");
+  EXPECT_FALSE(fs::exists(dir / "nowhere"));
+  dir.write("file", "");
+  EXPECT_NE(error_of([&] { make_private_dir(dir / "file"); }).find("is not a directory"), std::string::npos);
+
+  for (const fs::perms mode : {fs::perms::all, fs::perms::owner_all | fs::perms::group_write,
+                               fs::perms::all | fs::perms::sticky_bit}) {
+    const fs::path open_folder = dir / "open";
+    fs::create_directory(open_folder);
+    fs::permissions(open_folder, mode);
+    const std::string message = error_of([&] { make_private_dir(open_folder); });
+    EXPECT_NE(message.find(open_folder.string() + " can be written by other users (mode "), std::string::npos)
+        << message;
+    fs::remove(open_folder);
+  }
+}
+
+TEST(MakePrivateDirTest, AFolderOfAnotherUserIsRefusedAndNothingIsMadeInIt) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to give a folder to nobody";
+  const struct passwd* nobody = ::getpwnam("nobody");
+  ASSERT_NE(nobody, nullptr);
+  testing::TempDir dir;
+  const fs::path theirs = dir / "theirs";
+  fs::create_directory(theirs, dir.path());
+  fs::permissions(theirs, fs::perms::owner_all);
+  ASSERT_EQ(::chown(theirs.c_str(), nobody->pw_uid, nobody->pw_gid), 0);
+  EXPECT_EQ(error_of([&] { make_private_dir(theirs); }),
+            theirs.string() + " belongs to uid " + std::to_string(nobody->pw_uid) +
+                ", not to this user; refusing to use it");
+  EXPECT_EQ(error_of([&] { open_private_dir(theirs); }),
+            theirs.string() + " belongs to uid " + std::to_string(nobody->pw_uid) +
+                ", not to this user; refusing to use it");
+  EXPECT_TRUE(fs::is_empty(theirs));
+}
+
+TEST(AppendLineTest, ASymlinkIsRefusedNeverFollowed) {
+  testing::TempDir dir;
+  const fs::path victim = dir.write("victim", "root's secret\n");
+  const Seen before = seen(victim);
+  fs::create_symlink(victim, dir / "events.jsonl");
+  EXPECT_NE(error_of([&] { append_line(dir / "events.jsonl", "{\"event\": \"x\"}"); }).find(
+                "cannot open " + (dir / "events.jsonl").string()),
+            std::string::npos);
+  EXPECT_EQ(seen(victim), before);
+  append_line(dir / "new.jsonl", "one");
+  append_line(dir / "new.jsonl", "two");
+  EXPECT_EQ(testing::read_file(dir / "new.jsonl"), "one\ntwo\n");
+}
+
+TEST(FileLockTest, ASymlinkedLockFileIsRefusedNeverWrittenThrough) {
+  testing::TempDir dir;
+  const fs::path victim = dir.write("victim", "root's secret\n");
+  const Seen before = seen(victim);
+  fs::create_symlink(victim, dir / "operation.lock");
+  EXPECT_NE(error_of([&] { FileLock::try_acquire(dir / "operation.lock", "qvm up (pid 1)"); })
+                .find("cannot open lock file " + (dir / "operation.lock").string()),
+            std::string::npos);
+  EXPECT_FALSE(FileLock::is_held(dir / "operation.lock"));
+  EXPECT_EQ(FileLock::holder(dir / "operation.lock"), "");
+  EXPECT_EQ(seen(victim), before);
 }
 
 }  // namespace
