@@ -8,11 +8,13 @@
 #include <string>
 #include <system_error>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "host/host_info.hpp"
 #include "qvm/error.hpp"
+#include "store/files.hpp"
 
 namespace qvm::host {
 namespace fs = std::filesystem;
@@ -155,11 +157,23 @@ std::string binary_identity(const fs::path& path) {
          std::to_string(st.st_mtim.tv_nsec);
 }
 
-// Only a cache this user alone could have written is believed: it decides whether QEMU
-// gets its sandbox.
-bool owned_privately(const fs::path& path) {
+// The cache file in `dir`, if this user alone could have written it: it decides whether
+// QEMU gets its sandbox. A symlink, a FIFO or a file of someone else is not read.
+std::optional<std::string> read_private_cache(const store::PrivateDir& dir, const std::string& name) {
+  int fd = ::openat(dir.fd(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
   struct stat st {};
-  return ::lstat(path.c_str(), &st) == 0 && st.st_uid == ::geteuid() && (st.st_mode & 022) == 0;
+  std::optional<std::string> text;
+  // What probe_qemu writes is under 1 KiB; anything much larger is not its file.
+  constexpr off_t kMaxCache = 64 * 1024;
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == ::geteuid() &&
+      (st.st_mode & 022) == 0 && st.st_size <= kMaxCache) {
+    std::string content(static_cast<std::size_t>(st.st_size), '\0');
+    ssize_t n = ::pread(fd, content.data(), content.size(), 0);
+    if (n == static_cast<ssize_t>(content.size())) text = std::move(content);
+  }
+  ::close(fd);
+  return text;
 }
 
 }  // namespace
@@ -167,9 +181,21 @@ bool owned_privately(const fs::path& path) {
 QemuInfo probe_qemu(std::string_view binary, const ProgramRunner& run, const fs::path& cache_file) {
   const fs::path found = find_qemu(binary);
   const std::string identity = binary_identity(found);
-  if (!identity.empty() && owned_privately(cache_file) && owned_privately(cache_file.parent_path())) {
-    std::ifstream in(cache_file);
-    const auto cached = nlohmann::json::parse(in, nullptr, false);
+  // The cache lives in the runtime root, which another user may have made first (in /tmp):
+  // a folder that is not this user's private one is neither read nor written, and every
+  // probe runs -help. Refusing such a root is left to what puts sockets there.
+  std::optional<store::PrivateDir> cache_dir;
+  if (!identity.empty()) {
+    try {
+      cache_dir = store::make_private_dir(cache_file.parent_path());
+    } catch (const Error&) {
+      cache_dir.reset();
+    }
+  }
+  const std::string cache_name = cache_file.filename().string();
+  if (cache_dir) {
+    const auto text = read_private_cache(*cache_dir, cache_name);
+    const auto cached = text ? nlohmann::json::parse(*text, nullptr, false) : nlohmann::json();
     if (cached.is_object() && cached.value("identity", "") == identity) {
       try {
         QemuInfo info;
@@ -186,19 +212,16 @@ QemuInfo probe_qemu(std::string_view binary, const ProgramRunner& run, const fs:
     }
   }
   QemuInfo info = probe_found_qemu(found, run);
-  if (!identity.empty() && identity == binary_identity(found)) {
+  if (cache_dir && identity == binary_identity(found)) {
     const nlohmann::json entry{{"identity", identity},        {"major", info.major},
                                {"minor", info.minor},         {"micro", info.micro},
                                {"version", info.version_text}, {"sandbox", info.has_sandbox}};
-    const fs::path temp = cache_file.string() + ".tmp" + std::to_string(::getpid());
-    std::error_code ec;
-    fs::create_directories(cache_file.parent_path(), ec);
-    {
-      std::ofstream out(temp, std::ios::trunc);
-      out << entry.dump() << "\n";
-      if (!out) ec = std::make_error_code(std::errc::io_error);
+    try {
+      store::write_file_atomically(*cache_dir, cache_name, entry.dump() + "\n",
+                                   fs::perms::owner_read | fs::perms::owner_write, store::Durability::atomic);
+    } catch (const Error&) {
+      // A cache that cannot be written only makes the next start slower.
     }
-    if (ec || ::rename(temp.c_str(), cache_file.c_str()) != 0) fs::remove(temp, ec);
   }
   return info;
 }

@@ -1,5 +1,15 @@
 #include <gtest/gtest.h>
 
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "host/host_info.hpp"
 #include "qvm/error.hpp"
 #include "support/fake_kvm_system.hpp"
@@ -116,6 +126,105 @@ TEST(QemuProbeTest, CacheSkipsHelpForTheSameBinaryAndProbesAgainWhenItChanges) {
   fs::permissions(cache, fs::perms::group_write, fs::perm_options::add);
   probe_qemu(qemu.string(), help, cache);
   EXPECT_EQ(runs, 4);
+}
+
+// A file's content and modification time, to show that nothing wrote to it.
+std::pair<std::string, long long> seen(const fs::path& file) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) return {"<missing>", 0};
+  return {testing::read_file(file), st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec};
+}
+
+std::vector<std::string> names_in(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir)) names.push_back(entry.path().filename());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// The runtime root may be a symlink someone planted in /tmp: the cache is then written
+// neither through it nor in the folder it points at.
+TEST(QemuProbeTest, ACacheFolderThatIsASymlinkIsNeitherReadNorWritten) {
+  TempDir dir;
+  const fs::path qemu = dir.write("qemu-system-x86_64", "#!/bin/sh\n", fs::perms::owner_all);
+  const fs::path victim = dir.write("victims/qemu-probe.json", "root's secret\n");
+  const auto before = seen(victim);
+  fs::create_directory_symlink(dir / "victims", dir / "runtime");
+  int runs = 0;
+  auto help = [&](const auto&) {
+    ++runs;
+    return ProgramOutput{0, kDebianHelp};
+  };
+  EXPECT_EQ(probe_qemu(qemu.string(), help, dir / "runtime" / "qemu-probe.json").version_text,
+            "7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)");
+  probe_qemu(qemu.string(), help, dir / "runtime" / "qemu-probe.json");
+  EXPECT_EQ(runs, 2) << "no cache is kept in a folder that is not private";
+  EXPECT_EQ(seen(victim), before);
+  EXPECT_EQ(names_in(dir / "victims"), std::vector<std::string>{"qemu-probe.json"});
+  EXPECT_TRUE(fs::is_symlink(dir / "runtime"));
+}
+
+// In a folder others can write to, the old temp name (".tmp" and the pid) was theirs to plant.
+TEST(QemuProbeTest, APlantedTempNameInAnOpenCacheFolderIsNotWrittenThrough) {
+  TempDir dir;
+  const fs::path qemu = dir.write("qemu-system-x86_64", "#!/bin/sh\n", fs::perms::owner_all);
+  const fs::path victim = dir.write("victim", "root's secret\n");
+  const auto before = seen(victim);
+  const fs::path runtime = dir / "runtime";
+  fs::create_directory(runtime);
+  fs::permissions(runtime, fs::perms::all);
+  for (const std::string& temp : {".tmp" + std::to_string(::getpid()), ".tmp." + std::to_string(::getpid())}) {
+    fs::create_symlink(victim, runtime / ("qemu-probe.json" + temp));
+  }
+  fs::create_symlink(victim, runtime / "qemu-probe.json");
+  const auto planted = names_in(runtime);
+  int runs = 0;
+  auto help = [&](const auto&) {
+    ++runs;
+    return ProgramOutput{0, kDebianHelp};
+  };
+  probe_qemu(qemu.string(), help, runtime / "qemu-probe.json");
+  probe_qemu(qemu.string(), help, runtime / "qemu-probe.json");
+  EXPECT_EQ(runs, 2);
+  EXPECT_EQ(seen(victim), before);
+  EXPECT_EQ(names_in(runtime), planted);
+  EXPECT_TRUE(fs::is_symlink(runtime / "qemu-probe.json"));
+}
+
+// A cache another user wrote could turn the sandbox off; a folder of theirs gets nothing.
+TEST(QemuProbeTest, ACacheFolderOfAnotherUserIsNeitherBelievedNorWritten) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to give a folder to nobody";
+  const struct passwd* nobody = ::getpwnam("nobody");
+  ASSERT_NE(nobody, nullptr);
+  TempDir dir;
+  const fs::path qemu = dir.write("qemu-system-x86_64", "#!/bin/sh\n", fs::perms::owner_all);
+  struct stat st {};
+  ASSERT_EQ(::stat(qemu.c_str(), &st), 0);
+  const std::string identity = qemu.string() + ":" + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) +
+                               ":" + std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+                               std::to_string(st.st_mtim.tv_nsec);
+  const fs::path runtime = dir / "runtime";
+  const fs::path forged = dir.write("runtime/qemu-probe.json",
+                                    nlohmann::json{{"identity", identity}, {"major", 9}, {"minor", 0},
+                                                   {"micro", 0}, {"version", "9.0.0"}, {"sandbox", false}}
+                                        .dump());
+  for (const fs::path& path : {runtime, forged}) {
+    ASSERT_EQ(::chown(path.c_str(), nobody->pw_uid, nobody->pw_gid), 0);
+  }
+  const auto before = seen(forged);
+  int runs = 0;
+  auto help = [&](const auto&) {
+    ++runs;
+    return ProgramOutput{0, kDebianHelp};
+  };
+  const QemuInfo info = probe_qemu(qemu.string(), help, forged);
+  EXPECT_EQ(runs, 1);
+  EXPECT_TRUE(info.has_sandbox);
+  EXPECT_EQ(info.version_text, "7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)");
+  EXPECT_EQ(seen(forged), before);
+  EXPECT_EQ(names_in(runtime), std::vector<std::string>{"qemu-probe.json"});
+  ASSERT_EQ(::lstat(forged.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, nobody->pw_uid) << "root wrote a cache into nobody's folder";
 }
 
 constexpr const char* kPlainDescriptor = R"({
