@@ -14,6 +14,8 @@
 #include <cstring>
 #include <deque>
 
+#include "store/files.hpp"
+
 namespace qvm::supervisor {
 namespace asio = boost::asio;
 using boost::asio::local::stream_protocol;
@@ -132,7 +134,10 @@ std::variant<ControlRequest, std::string> parse_control_request(std::string_view
 
 ControlServer::ControlServer(asio::io_context& io, std::filesystem::path socket, Handler handler)
     : impl_(std::make_shared<Impl>(io, std::move(socket), std::move(handler))) {
-  ::unlink(impl_->socket_path.c_str());
+  // Only a folder no one else can write to keeps what is bound in it ours; the stale socket
+  // goes through that very folder's descriptor.
+  const store::PrivateDir dir = store::open_private_dir(impl_->socket_path.parent_path());
+  ::unlinkat(dir.fd(), impl_->socket_path.filename().c_str(), 0);
   // The umask makes the socket 0600 from the moment it exists.
   mode_t old = ::umask(0177);
   boost::system::error_code ec;
@@ -164,6 +169,12 @@ nlohmann::json control_request(const std::filesystem::path& socket, const nlohma
     throw SupervisorUnreachable(where + " has a path too long for a socket");
   }
   std::strcpy(address.sun_path, socket.c_str());
+  // A socket in a folder another user controls may be theirs, answering as a supervisor.
+  try {
+    store::open_private_dir(socket.parent_path());
+  } catch (const Error& e) {
+    throw SupervisorUnreachable(where + " is not in a private folder of this user: " + e.what());
+  }
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) throw Error(std::string("socket: ") + std::strerror(errno));
   struct Closer {

@@ -19,6 +19,7 @@
 #include "qvm/agent.hpp"
 #include "qvm/qmp.hpp"
 #include "store/files.hpp"
+#include "store/layout.hpp"
 #include "store/snapshot_meta.hpp"
 #include "supervisor/control.hpp"
 #include "supervisor/exit_reason.hpp"
@@ -191,8 +192,7 @@ struct Supervisor::Impl {
   }
 
   void clear_runtime_dir() {
-    store::make_private_dir(paths.runtime_dir.parent_path());
-    store::make_private_dir(paths.runtime_dir);
+    store::make_runtime_dir(paths.runtime_dir);
     for (const auto& file : {paths.supervisor_qmp(), paths.client_qmp(), paths.console_socket(),
                              paths.agent_socket(), paths.qemu_pidfile()}) {
       std::error_code ec;
@@ -922,8 +922,7 @@ struct Supervisor::Impl {
         io, [this](const VmStatus& current) { write_status(current); },
         [this](const std::string& event, nlohmann::json data) { journal(event, std::move(data)); }, status.state,
         options.timings.save_retry, options.timings.save_retry_max);
-    store::make_private_dir(paths.runtime_dir.parent_path());
-    store::make_private_dir(paths.runtime_dir);
+    store::make_runtime_dir(paths.runtime_dir);
     control = std::make_unique<ControlServer>(
         io, paths.runtime_dir / "control.sock",
         [this](const ControlRequest& request, std::shared_ptr<ControlReply> reply) { on_control(request, reply); });
