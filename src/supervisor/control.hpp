@@ -75,7 +75,8 @@ class SupervisorUnreachable : public Error {
 };
 
 /// Sends one request and waits for its reply, passing progress lines to `progress`.
-/// Throws SupervisorUnreachable if nobody answers, qvm::Error on timeout; an {"ok": false}
+/// Throws SupervisorUnreachable if nobody answers or the socket's folder is not this user's
+/// private one (never connecting then), qvm::Error on timeout; an {"ok": false}
 /// reply is returned as is.
 nlohmann::json control_request(const std::filesystem::path& socket, const nlohmann::json& request,
                                std::chrono::milliseconds timeout,

@@ -9,12 +9,16 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -26,6 +30,7 @@
 #include <vector>
 
 #include "store/layout.hpp"
+#include "supervisor/control.hpp"
 #include "support/cli_runner.hpp"
 #include "support/temp_dir.hpp"
 
@@ -355,6 +360,35 @@ TEST_F(SharedPlaceIntegrationTest, AFreshRuntimeRootIsMadePrivateAndOtherUsersLe
 
   expect_dry_run_avoids(false, std::nullopt);
   expect_up_refuses(false, "belongs to uid 0, not to this user; refusing to use it; ");
+}
+
+// A control socket in a folder another user made may be theirs, answering as a supervisor
+// would: qvm does not even connect to it.
+TEST_F(SharedPlaceIntegrationTest, AControlSocketInAFolderAnotherUserMadeIsNotAsked) {
+  ASSERT_TRUE(plant_dir(runtime_root_));
+  ASSERT_TRUE(plant_dir(runtime_root_ / root_hash_));
+  const fs::path socket = runtime_root_ / root_hash_ / "control.sock";
+  const int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strcpy(address.sun_path, socket.c_str());
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(listener, 4), 0);
+  std::string message;
+  try {
+    supervisor::control_request(socket, {{"op", "down"}}, 2s);
+  } catch (const supervisor::SupervisorUnreachable& e) {
+    message = e.what();
+  } catch (const std::exception& e) {
+    message = std::string("not SupervisorUnreachable: ") + e.what();
+  }
+  EXPECT_EQ(message, "the supervisor at " + socket.string() + " is not in a private folder of this user: " +
+                         socket.parent_path().string() + " belongs to uid " + std::to_string(attacker_.uid) +
+                         ", not to this user; refusing to use it");
+  pollfd entry{listener, POLLIN, 0};
+  EXPECT_EQ(::poll(&entry, 1, 0), 0) << "qvm connected to the planted socket";
+  ::close(listener);
 }
 
 }  // namespace
