@@ -1,16 +1,16 @@
-#include <algorithm>
-#include <charconv>
-#include <fstream>
-#include <nlohmann/json.hpp>
-#include <regex>
-#include <cstdlib>
-#include <map>
-#include <string>
-#include <system_error>
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <string>
+#include <system_error>
 
 #include "host/host_info.hpp"
 #include "qvm/error.hpp"
@@ -159,7 +159,8 @@ std::string binary_identity(const fs::path& path) {
 
 // The cache file in `dir`, if this user alone could have written it: it decides whether
 // QEMU gets its sandbox. A symlink, a FIFO or a file of someone else is not read.
-std::optional<std::string> read_private_cache(const store::PrivateDir& dir, const std::string& name) {
+std::optional<std::string> read_private_cache(const store::PrivateDir& dir,
+                                              const std::string& name) {
   int fd = ::openat(dir.fd(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return std::nullopt;
   struct stat st {};
@@ -218,7 +219,8 @@ QemuInfo probe_qemu(std::string_view binary, const ProgramRunner& run, const fs:
                                {"version", info.version_text}, {"sandbox", info.has_sandbox}};
     try {
       store::write_file_atomically(*cache_dir, cache_name, entry.dump() + "\n",
-                                   fs::perms::owner_read | fs::perms::owner_write, store::Durability::atomic);
+                                   fs::perms::owner_read | fs::perms::owner_write,
+                                   store::Durability::atomic);
     } catch (const Error&) {
       // A cache that cannot be written only makes the next start slower.
     }

@@ -83,18 +83,21 @@ void check_private(const struct stat& st, const fs::path& dir, std::string_view 
   }
   if (st.st_uid != ::geteuid()) {
     throw Error(dir.string() + " belongs to uid " + std::to_string(st.st_uid) +
-                ", not to this user; refusing to use it" + (fix.empty() ? "" : "; " + std::string(fix)));
+                ", not to this user; refusing to use it" +
+                (fix.empty() ? "" : "; " + std::string(fix)));
   }
   if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-    throw Error(dir.string() + " can be written by other users (mode " + octal_mode(st.st_mode) +
-                "); refusing to use it; " +
-                (fix.empty() ? "make it private with chmod go-w " + dir.string() : std::string(fix)));
+    throw Error(
+        dir.string() + " can be written by other users (mode " + octal_mode(st.st_mode) +
+        "); refusing to use it; " +
+        (fix.empty() ? "make it private with chmod go-w " + dir.string() : std::string(fix)));
   }
 }
 
 // `name` in the folder `parent_fd`, opened without following a symlink and checked; `dir`
 // is its full path for messages. Returns the descriptor or throws.
-int open_checked_dir(int parent_fd, const std::string& name, const fs::path& dir, std::string_view fix) {
+int open_checked_dir(int parent_fd, const std::string& name, const fs::path& dir,
+                     std::string_view fix) {
   int fd = ::openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
@@ -149,7 +152,8 @@ PrivateDir open_private_dir(const fs::path& dir, std::string_view fix) {
     int fd = ::open(normal.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) fail("cannot open", normal, errno);
     ::close(fd);
-    throw Error(normal.string() + " is shared by every user; refusing to use it as a private folder");
+    throw Error(normal.string() +
+                " is shared by every user; refusing to use it as a private folder");
   }
   // The folders above belong to whoever set them up (/tmp, /run/user/1000, a home); only
   // the last component is qvm's.
@@ -172,7 +176,8 @@ PrivateDir make_private_dir(const fs::path& dir, std::string_view fix) {
   std::vector<std::string> missing;
   fs::path existing = normal;
   struct stat st {};
-  while (existing != existing.root_path() && ::lstat(existing.c_str(), &st) != 0 && errno == ENOENT) {
+  while (existing != existing.root_path() && ::lstat(existing.c_str(), &st) != 0 &&
+         errno == ENOENT) {
     missing.insert(missing.begin(), existing.filename().string());
     existing = existing.parent_path();
   }
@@ -184,7 +189,8 @@ PrivateDir make_private_dir(const fs::path& dir, std::string_view fix) {
     for (const std::string& name : missing) {
       made /= name;
       // Another process may make it first; either way it is checked before it is used.
-      if (::mkdirat(parent_fd, name.c_str(), 0700) != 0 && errno != EEXIST) fail("cannot create", made, errno);
+      if (::mkdirat(parent_fd, name.c_str(), 0700) != 0 && errno != EEXIST)
+        fail("cannot create", made, errno);
       int fd = open_checked_dir(parent_fd, name, made == normal ? dir : made, fix);
       ::close(parent_fd);
       parent_fd = fd;
@@ -214,7 +220,8 @@ void write_file_atomically(const PrivateDir& dir, const std::string& name, std::
     temp_name = name + ".tmp." + random_suffix();
     fd = ::openat(dir.fd(), temp_name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                   static_cast<mode_t>(perms));
-    if (fd < 0 && (errno != EEXIST || attempt >= 16)) fail("cannot create", dir.path() / temp_name, errno);
+    if (fd < 0 && (errno != EEXIST || attempt >= 16))
+      fail("cannot create", dir.path() / temp_name, errno);
   }
   const fs::path temp = dir.path() / temp_name;
   try {
@@ -228,7 +235,8 @@ void write_file_atomically(const PrivateDir& dir, const std::string& name, std::
   ::close(fd);
   // Opened before the rename unlinks it; nothing is lost if it does not exist.
   const int old_fd =
-      replaced ? ::openat(dir.fd(), name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK) : -1;
+      replaced ? ::openat(dir.fd(), name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+               : -1;
   if (::renameat(dir.fd(), temp_name.c_str(), dir.fd(), name.c_str()) != 0) {
     int err = errno;
     ::unlinkat(dir.fd(), temp_name.c_str(), 0);
@@ -265,7 +273,8 @@ std::optional<std::string> read_file_if_exists(const fs::path& path) {
 
 void append_line(const fs::path& path, std::string_view line) {
   // O_NONBLOCK: a FIFO in the way fails at once instead of hanging the writer.
-  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+                  0600);
   if (fd < 0) fail("cannot open", path, errno);
   std::string data(line);
   data += '\n';

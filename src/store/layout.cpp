@@ -84,9 +84,10 @@ fs::path runtime_root(const Environment& env) {
 }
 
 PrivateDir make_runtime_dir(const fs::path& runtime_dir) {
-  make_private_dir(runtime_dir.parent_path(),
-                   "remove it, or set XDG_RUNTIME_DIR to a private folder (an absolute path of at most "
-                   "64 characters)");
+  make_private_dir(
+      runtime_dir.parent_path(),
+      "remove it, or set XDG_RUNTIME_DIR to a private folder (an absolute path of at most "
+      "64 characters)");
   // The root is this user's alone now, so no one else can have put anything in it.
   return make_private_dir(runtime_dir);
 }

@@ -4,25 +4,24 @@
 // nothing outside the runtime root may change. No guest is booted: `qvm up --dry-run` and
 // a real `qvm up` that must refuse before QEMU starts are enough.
 
-#include <gtest/gtest.h>
-
 #include <fcntl.h>
 #include <grp.h>
-#include <pwd.h>
+#include <gtest/gtest.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -41,7 +40,8 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 constexpr const char* kRuntimeFix =
-    "remove it, or set XDG_RUNTIME_DIR to a private folder (an absolute path of at most 64 characters)";
+    "remove it, or set XDG_RUNTIME_DIR to a private folder (an absolute path of at most 64 "
+    "characters)";
 
 // Every file and folder under `top` (itself included, symlinks not followed) with its type,
 // mode, owner, size, modification time and content or target: what "unchanged" means.
@@ -51,8 +51,9 @@ std::map<std::string, std::string> tree(const fs::path& top) {
     struct stat st {};
     if (::lstat(path.c_str(), &st) != 0) return;
     std::string text = std::to_string(st.st_mode) + " uid " + std::to_string(st.st_uid) + " size " +
-                       std::to_string(st.st_size) + " mtime " + std::to_string(st.st_mtim.tv_sec) + "." +
-                       std::to_string(st.st_mtim.tv_nsec) + " ino " + std::to_string(st.st_ino);
+                       std::to_string(st.st_size) + " mtime " + std::to_string(st.st_mtim.tv_sec) +
+                       "." + std::to_string(st.st_mtim.tv_nsec) + " ino " +
+                       std::to_string(st.st_ino);
     if (S_ISREG(st.st_mode)) text += " content " + testing::read_file(path);
     if (S_ISLNK(st.st_mode)) text += " -> " + fs::read_symlink(path).string();
     entries[path.string()] = text;
@@ -89,7 +90,8 @@ struct OwnedTempDir {
 class SharedPlaceIntegrationTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root to act as other users; this test runs as uid " << ::geteuid();
+    if (::geteuid() != 0)
+      GTEST_SKIP() << "needs root to act as other users; this test runs as uid " << ::geteuid();
     // getpwnam's answer lives until the next call.
     const struct passwd* nobody = ::getpwnam("nobody");
     ASSERT_NE(nobody, nullptr);
@@ -119,8 +121,9 @@ class SharedPlaceIntegrationTest : public ::testing::Test {
     std::ofstream(home / "outside/vdir/qemu-probe.json") << "daemon's probe-named secret\n";
     std::ofstream(home / "kernel") << "not a kernel\n";
     std::ofstream(home / "victim.toml") << profile_text(home);
-    for (const fs::path& path : {home, home / "outside", home / "outside/vdir", home / "outside/victim",
-                                 home / "outside/vdir/qemu-probe.json", home / "kernel", home / "victim.toml"}) {
+    for (const fs::path& path :
+         {home, home / "outside", home / "outside/vdir", home / "outside/victim",
+          home / "outside/vdir/qemu-probe.json", home / "kernel", home / "victim.toml"}) {
       ASSERT_EQ(::chown(path.c_str(), user_.uid, user_.gid), 0) << path;
     }
     user_victim_ = home / "outside/victim";
@@ -133,8 +136,8 @@ class SharedPlaceIntegrationTest : public ::testing::Test {
   }
 
   static std::string profile_text(const fs::path& home) {
-    return "name = \"victim\"\nmemory = \"64MiB\"\naccel = \"tcg\"\n[boot]\nkernel = \"" + (home / "kernel").string() +
-           "\"\n";
+    return "name = \"victim\"\nmemory = \"64MiB\"\naccel = \"tcg\"\n[boot]\nkernel = \"" +
+           (home / "kernel").string() + "\"\n";
   }
 
   struct User {
@@ -161,7 +164,9 @@ class SharedPlaceIntegrationTest : public ::testing::Test {
   // The attacker makes a world-writable folder of theirs.
   bool plant_dir(const fs::path& dir) {
     const std::string path = dir.string();
-    return as_user(attacker_, [&] { return ::mkdir(path.c_str(), 0777) == 0 && ::chmod(path.c_str(), 0777) == 0; });
+    return as_user(attacker_, [&] {
+      return ::mkdir(path.c_str(), 0777) == 0 && ::chmod(path.c_str(), 0777) == 0;
+    });
   }
 
   // The attacker makes `link` point at `target`.
@@ -191,7 +196,7 @@ class SharedPlaceIntegrationTest : public ::testing::Test {
   // XDG_RUNTIME_DIR the shared folder. `before_exec` gets the pid it will run as, before
   // it runs: the attacker's last chance to plant names that depend on it.
   QvmRun run_qvm(bool as_root, const std::vector<std::string>& args,
-              const std::function<void(pid_t)>& before_exec = {}) {
+                 const std::function<void(pid_t)>& before_exec = {}) {
     const User who = as_root ? User{0, 0} : user_;
     std::vector<std::string> argv{testing::qvm_binary().string(), "--state-dir",
                                   (as_root ? root_state_ : user_state_).string()};
@@ -218,8 +223,9 @@ class SharedPlaceIntegrationTest : public ::testing::Test {
       const int out = ::open(out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
       const int err = ::open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
       char byte = 0;
-      if (out < 0 || err < 0 || ::dup2(out, 1) < 0 || ::dup2(err, 2) < 0 || ::read(go[0], &byte, 1) != 1 ||
-          ::setgroups(0, nullptr) != 0 || ::setresgid(who.gid, who.gid, who.gid) != 0 ||
+      if (out < 0 || err < 0 || ::dup2(out, 1) < 0 || ::dup2(err, 2) < 0 ||
+          ::read(go[0], &byte, 1) != 1 || ::setgroups(0, nullptr) != 0 ||
+          ::setresgid(who.gid, who.gid, who.gid) != 0 ||
           ::setresuid(who.uid, who.uid, who.uid) != 0) {
         ::_exit(126);
       }
@@ -252,16 +258,18 @@ class SharedPlaceIntegrationTest : public ::testing::Test {
   // nothing anyone can see changed.
   void expect_dry_run_avoids(bool as_root, const std::optional<fs::path>& temp_folder) {
     std::map<std::string, std::string> before;
-    const QvmRun run = run_qvm(as_root, {"up", "--dry-run", (as_root ? root_profile_ : user_profile_).string()},
-                            [&](pid_t pid) {
-                              if (temp_folder) {
-                                EXPECT_TRUE(plant_temp_names(*temp_folder, pid, as_root ? root_victim_ : user_victim_));
-                              }
-                              before = world();
-                            });
+    const QvmRun run = run_qvm(
+        as_root, {"up", "--dry-run", (as_root ? root_profile_ : user_profile_).string()},
+        [&](pid_t pid) {
+          if (temp_folder) {
+            EXPECT_TRUE(plant_temp_names(*temp_folder, pid, as_root ? root_victim_ : user_victim_));
+          }
+          before = world();
+        });
     EXPECT_EQ(run.exit_code, 0) << run.err;
     EXPECT_EQ(run.out.rfind("/usr/bin/qemu-system-x86_64 -name guest=victim", 0), 0u) << run.out;
-    EXPECT_EQ(world(), before) << (as_root ? "root's" : "the second user's") << " dry run changed something";
+    EXPECT_EQ(world(), before) << (as_root ? "root's" : "the second user's")
+                               << " dry run changed something";
   }
 
   // A real `qvm up` as root or the second user: refused with `problem` and the fix, and
@@ -270,8 +278,10 @@ class SharedPlaceIntegrationTest : public ::testing::Test {
     const auto before = world();
     const QvmRun run = run_qvm(as_root, {"up", (as_root ? root_profile_ : user_profile_).string()});
     EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
-    EXPECT_EQ(run.err, "qvm: error: victim: " + runtime_root_.string() + " " + problem + kRuntimeFix + "\n");
-    EXPECT_EQ(world(), before) << (as_root ? "root's" : "the second user's") << " up changed something";
+    EXPECT_EQ(run.err,
+              "qvm: error: victim: " + runtime_root_.string() + " " + problem + kRuntimeFix + "\n");
+    EXPECT_EQ(world(), before) << (as_root ? "root's" : "the second user's")
+                               << " up changed something";
   }
 
   void expect_victims_intact() {
@@ -294,18 +304,21 @@ class SharedPlaceIntegrationTest : public ::testing::Test {
 
 // The attacker makes the runtime root first, open to all, with every name qvm writes in
 // it pointing at the victims' files.
-TEST_F(SharedPlaceIntegrationTest, ARuntimeRootAnotherUserMadeIsRefusedAndNothingIsWrittenThroughIt) {
+TEST_F(SharedPlaceIntegrationTest,
+       ARuntimeRootAnotherUserMadeIsRefusedAndNothingIsWrittenThroughIt) {
   ASSERT_TRUE(plant_dir(runtime_root_));
   ASSERT_TRUE(plant_link(root_victim_, runtime_root_ / "qemu-probe.json"));
   ASSERT_TRUE(plant_dir(runtime_root_ / root_hash_));
-  for (const char* name : {"control.sock", "supervisor.qmp", "qmp.sock", "console.sock", "agent.sock", "qemu.pid"}) {
+  for (const char* name :
+       {"control.sock", "supervisor.qmp", "qmp.sock", "console.sock", "agent.sock", "qemu.pid"}) {
     ASSERT_TRUE(plant_link(root_victim_, runtime_root_ / root_hash_ / name));
   }
   ASSERT_TRUE(plant_link(user_vdir_, runtime_root_ / user_hash_));
 
   expect_dry_run_avoids(true, runtime_root_);
   expect_dry_run_avoids(false, runtime_root_);
-  const std::string theirs = "belongs to uid " + std::to_string(attacker_.uid) + ", not to this user; refusing to use it; ";
+  const std::string theirs = "belongs to uid " + std::to_string(attacker_.uid) +
+                             ", not to this user; refusing to use it; ";
   expect_up_refuses(true, theirs);
   expect_up_refuses(false, theirs);
   expect_victims_intact();
@@ -318,7 +331,8 @@ TEST_F(SharedPlaceIntegrationTest, ARuntimeRootThatIsASymlinkIsNeitherFollowedNo
   ASSERT_TRUE(plant_link(root_vdir_, runtime_root_));
   expect_dry_run_avoids(true, std::nullopt);
   expect_up_refuses(true, symlink);
-  ASSERT_TRUE(as_user(attacker_, [path = runtime_root_.string()] { return ::unlink(path.c_str()) == 0; }));
+  ASSERT_TRUE(
+      as_user(attacker_, [path = runtime_root_.string()] { return ::unlink(path.c_str()) == 0; }));
   ASSERT_TRUE(plant_link(user_vdir_, runtime_root_));
   expect_dry_run_avoids(false, std::nullopt);
   expect_up_refuses(false, symlink);
@@ -353,7 +367,8 @@ TEST_F(SharedPlaceIntegrationTest, AFreshRuntimeRootIsMadePrivateAndOtherUsersLe
   EXPECT_TRUE(S_ISREG(st.st_mode));
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   std::vector<std::string> names;
-  for (const auto& entry : fs::directory_iterator(runtime_root_)) names.push_back(entry.path().filename());
+  for (const auto& entry : fs::directory_iterator(runtime_root_))
+    names.push_back(entry.path().filename());
   EXPECT_EQ(names, std::vector<std::string>{"qemu-probe.json"}) << "no temp file is left behind";
   const QvmRun second = run_qvm(true, {"up", "--dry-run", root_profile_.string()});
   EXPECT_EQ(second.out, first.out);
@@ -383,9 +398,10 @@ TEST_F(SharedPlaceIntegrationTest, AControlSocketInAFolderAnotherUserMadeIsNotAs
   } catch (const std::exception& e) {
     message = std::string("not SupervisorUnreachable: ") + e.what();
   }
-  EXPECT_EQ(message, "the supervisor at " + socket.string() + " is not in a private folder of this user: " +
-                         socket.parent_path().string() + " belongs to uid " + std::to_string(attacker_.uid) +
-                         ", not to this user; refusing to use it");
+  EXPECT_EQ(message, "the supervisor at " + socket.string() +
+                         " is not in a private folder of this user: " +
+                         socket.parent_path().string() + " belongs to uid " +
+                         std::to_string(attacker_.uid) + ", not to this user; refusing to use it");
   pollfd entry{listener, POLLIN, 0};
   EXPECT_EQ(::poll(&entry, 1, 0), 0) << "qvm connected to the planted socket";
   ::close(listener);

@@ -1,5 +1,6 @@
-#include <gtest/gtest.h>
+#include "store/files.hpp"
 
+#include <gtest/gtest.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,7 +10,6 @@
 #include <vector>
 
 #include "qvm/error.hpp"
-#include "store/files.hpp"
 #include "support/temp_dir.hpp"
 
 namespace qvm::store {
@@ -115,8 +115,8 @@ TEST(WriteFileAtomicallyTest, APlantedTempNameIsNeverWrittenThrough) {
   const Seen before = seen(victim);
   const fs::path folder = dir / "vm";
   fs::create_directory(folder);
-  for (const std::string& temp : {".tmp." + std::to_string(::getpid()), ".tmp" + std::to_string(::getpid()),
-                                 std::string(".tmp")}) {
+  for (const std::string& temp : {".tmp." + std::to_string(::getpid()),
+                                  ".tmp" + std::to_string(::getpid()), std::string(".tmp")}) {
     fs::create_symlink(victim, folder / ("state.json" + temp));
   }
   write_file_atomically(folder / "state.json", "{}\n");
@@ -146,15 +146,18 @@ TEST(WriteFileAtomicallyTest, AFolderOthersCanWriteToOrASymlinkedOneIsRefused) {
   fs::create_directory(open_folder);
   fs::permissions(open_folder, fs::perms::all);
   EXPECT_EQ(error_of([&] { write_file_atomically(open_folder / "state.json", "{}\n"); }),
-            open_folder.string() + " can be written by other users (mode 0777); refusing to use it; "
-            "make it private with chmod go-w " + open_folder.string());
+            open_folder.string() +
+                " can be written by other users (mode 0777); refusing to use it; "
+                "make it private with chmod go-w " +
+                open_folder.string());
   EXPECT_FALSE(fs::exists(open_folder / "state.json"));
   EXPECT_TRUE(fs::is_empty(open_folder));
 
   fs::create_directory(dir / "real");
   fs::create_directory_symlink(dir / "real", dir / "link");
-  EXPECT_EQ(error_of([&] { write_file_atomically(dir / "link" / "state.json", "{}\n"); }),
-            (dir / "link").string() + " is not a directory (a symlink or file is in the way); remove it");
+  EXPECT_EQ(
+      error_of([&] { write_file_atomically(dir / "link" / "state.json", "{}\n"); }),
+      (dir / "link").string() + " is not a directory (a symlink or file is in the way); remove it");
   EXPECT_TRUE(fs::is_empty(dir / "real"));
 }
 
@@ -196,16 +199,19 @@ TEST(MakePrivateDirTest, ASymlinkAFileOrAFolderOthersCanWriteToIsRefusedWithTheF
   testing::TempDir dir;
   fs::create_directory(dir / "elsewhere");
   fs::create_directory_symlink(dir / "elsewhere", dir / "link");
-  EXPECT_EQ(error_of([&] { make_private_dir(dir / "link"); }),
-            (dir / "link").string() + " is not a directory (a symlink or file is in the way); remove it");
+  EXPECT_EQ(
+      error_of([&] { make_private_dir(dir / "link"); }),
+      (dir / "link").string() + " is not a directory (a symlink or file is in the way); remove it");
   EXPECT_EQ(error_of([&] { make_private_dir(dir / "link", "set XDG_RUNTIME_DIR"); }),
-            (dir / "link").string() + " is not a directory (a symlink or file is in the way); set XDG_RUNTIME_DIR");
+            (dir / "link").string() +
+                " is not a directory (a symlink or file is in the way); set XDG_RUNTIME_DIR");
   // A dangling symlink is not created through either.
   fs::create_symlink(dir / "nowhere", dir / "dangling");
   EXPECT_NE(error_of([&] { make_private_dir(dir / "dangling"); }), "");
   EXPECT_FALSE(fs::exists(dir / "nowhere"));
   dir.write("file", "");
-  EXPECT_NE(error_of([&] { make_private_dir(dir / "file"); }).find("is not a directory"), std::string::npos);
+  EXPECT_NE(error_of([&] { make_private_dir(dir / "file"); }).find("is not a directory"),
+            std::string::npos);
 
   for (const fs::perms mode : {fs::perms::all, fs::perms::owner_all | fs::perms::group_write,
                                fs::perms::all | fs::perms::sticky_bit}) {
@@ -213,7 +219,8 @@ TEST(MakePrivateDirTest, ASymlinkAFileOrAFolderOthersCanWriteToIsRefusedWithTheF
     fs::create_directory(open_folder);
     fs::permissions(open_folder, mode);
     const std::string message = error_of([&] { make_private_dir(open_folder); });
-    EXPECT_NE(message.find(open_folder.string() + " can be written by other users (mode "), std::string::npos)
+    EXPECT_NE(message.find(open_folder.string() + " can be written by other users (mode "),
+              std::string::npos)
         << message;
     fs::remove(open_folder);
   }
@@ -242,8 +249,9 @@ TEST(AppendLineTest, ASymlinkIsRefusedNeverFollowed) {
   const fs::path victim = dir.write("victim", "root's secret\n");
   const Seen before = seen(victim);
   fs::create_symlink(victim, dir / "events.jsonl");
-  EXPECT_NE(error_of([&] { append_line(dir / "events.jsonl", "{\"event\": \"x\"}"); }).find(
-                "cannot open " + (dir / "events.jsonl").string()),
+  EXPECT_NE(error_of([&] {
+              append_line(dir / "events.jsonl", "{\"event\": \"x\"}");
+            }).find("cannot open " + (dir / "events.jsonl").string()),
             std::string::npos);
   EXPECT_EQ(seen(victim), before);
   append_line(dir / "new.jsonl", "one");
@@ -256,8 +264,9 @@ TEST(FileLockTest, ASymlinkedLockFileIsRefusedNeverWrittenThrough) {
   const fs::path victim = dir.write("victim", "root's secret\n");
   const Seen before = seen(victim);
   fs::create_symlink(victim, dir / "operation.lock");
-  EXPECT_NE(error_of([&] { FileLock::try_acquire(dir / "operation.lock", "qvm up (pid 1)"); })
-                .find("cannot open lock file " + (dir / "operation.lock").string()),
+  EXPECT_NE(error_of([&] {
+              FileLock::try_acquire(dir / "operation.lock", "qvm up (pid 1)");
+            }).find("cannot open lock file " + (dir / "operation.lock").string()),
             std::string::npos);
   EXPECT_FALSE(FileLock::is_held(dir / "operation.lock"));
   EXPECT_EQ(FileLock::holder(dir / "operation.lock"), "");

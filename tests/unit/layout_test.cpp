@@ -1,5 +1,6 @@
-#include <gtest/gtest.h>
+#include "store/layout.hpp"
 
+#include <gtest/gtest.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -7,7 +8,6 @@
 #include <regex>
 
 #include "qvm/error.hpp"
-#include "store/layout.hpp"
 #include "support/temp_dir.hpp"
 
 namespace qvm::store {
@@ -86,7 +86,8 @@ TEST(LayoutTest, DerivedUuidIsStableWellFormedAndDistinct) {
 namespace fs = std::filesystem;
 
 constexpr const char* kRuntimeFix =
-    "remove it, or set XDG_RUNTIME_DIR to a private folder (an absolute path of at most 64 characters)";
+    "remove it, or set XDG_RUNTIME_DIR to a private folder (an absolute path of at most 64 "
+    "characters)";
 
 std::string runtime_dir_error(const fs::path& runtime_dir) {
   try {
@@ -122,15 +123,17 @@ TEST(LayoutTest, MakeRuntimeDirRefusesARootThatIsASymlinkOrOpenToOthers) {
   const fs::path runtime_dir = run_paths("/var/lib/qvm", root, "dev").runtime_dir;
 
   fs::create_directory_symlink(elsewhere.path(), root);
-  EXPECT_EQ(runtime_dir_error(runtime_dir),
-            root.string() + " is not a directory (a symlink or file is in the way); " + kRuntimeFix);
+  EXPECT_EQ(
+      runtime_dir_error(runtime_dir),
+      root.string() + " is not a directory (a symlink or file is in the way); " + kRuntimeFix);
   EXPECT_TRUE(fs::is_empty(elsewhere.path()));
   fs::remove(root);
 
   fs::create_directory(root);
   fs::permissions(root, fs::perms::all);
   EXPECT_EQ(runtime_dir_error(runtime_dir),
-            root.string() + " can be written by other users (mode 0777); refusing to use it; " + kRuntimeFix);
+            root.string() + " can be written by other users (mode 0777); refusing to use it; " +
+                kRuntimeFix);
   EXPECT_TRUE(fs::is_empty(root));
 }
 

@@ -1,5 +1,4 @@
 #include <gtest/gtest.h>
-
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -173,7 +172,8 @@ TEST(QemuProbeTest, APlantedTempNameInAnOpenCacheFolderIsNotWrittenThrough) {
   const fs::path runtime = dir / "runtime";
   fs::create_directory(runtime);
   fs::permissions(runtime, fs::perms::all);
-  for (const std::string& temp : {".tmp" + std::to_string(::getpid()), ".tmp." + std::to_string(::getpid())}) {
+  for (const std::string& temp :
+       {".tmp" + std::to_string(::getpid()), ".tmp." + std::to_string(::getpid())}) {
     fs::create_symlink(victim, runtime / ("qemu-probe.json" + temp));
   }
   fs::create_symlink(victim, runtime / "qemu-probe.json");
@@ -200,14 +200,19 @@ TEST(QemuProbeTest, ACacheFolderOfAnotherUserIsNeitherBelievedNorWritten) {
   const fs::path qemu = dir.write("qemu-system-x86_64", "#!/bin/sh\n", fs::perms::owner_all);
   struct stat st {};
   ASSERT_EQ(::stat(qemu.c_str(), &st), 0);
-  const std::string identity = qemu.string() + ":" + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) +
-                               ":" + std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+  const std::string identity = qemu.string() + ":" + std::to_string(st.st_dev) + ":" +
+                               std::to_string(st.st_ino) + ":" + std::to_string(st.st_size) + ":" +
+                               std::to_string(st.st_mtim.tv_sec) + "." +
                                std::to_string(st.st_mtim.tv_nsec);
   const fs::path runtime = dir / "runtime";
-  const fs::path forged = dir.write("runtime/qemu-probe.json",
-                                    nlohmann::json{{"identity", identity}, {"major", 9}, {"minor", 0},
-                                                   {"micro", 0}, {"version", "9.0.0"}, {"sandbox", false}}
-                                        .dump());
+  const fs::path forged =
+      dir.write("runtime/qemu-probe.json", nlohmann::json{{"identity", identity},
+                                                          {"major", 9},
+                                                          {"minor", 0},
+                                                          {"micro", 0},
+                                                          {"version", "9.0.0"},
+                                                          {"sandbox", false}}
+                                               .dump());
   for (const fs::path& path : {runtime, forged}) {
     ASSERT_EQ(::chown(path.c_str(), nobody->pw_uid, nobody->pw_gid), 0);
   }
