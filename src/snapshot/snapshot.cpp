@@ -7,6 +7,7 @@
 #include "command_line/command_line.hpp"
 #include "qvm/qmp.hpp"
 #include "store/files.hpp"
+#include "store/owned_files.hpp"
 
 namespace qvm::snapshot {
 namespace fs = std::filesystem;
@@ -47,11 +48,6 @@ std::map<fs::path, std::string> open_images(QmpSession& qmp) {
   return nodes;
 }
 
-void remove_file(const fs::path& path) {
-  std::error_code ec;
-  fs::remove(path, ec);
-}
-
 }  // namespace
 
 SnapshotTree::SnapshotTree(const store::VmStore& store, std::string vm, Profile profile, Environment env)
@@ -70,6 +66,77 @@ fs::path SnapshotTree::vm_dir() const { return store_.paths(vm_).state_dir; }
 store::SnapshotMeta SnapshotTree::meta() const { return store::read_snapshot_meta(vm_dir()); }
 
 void SnapshotTree::save(const SnapshotMeta& meta) const { store::write_snapshot_meta(vm_dir(), meta); }
+
+std::vector<store::NeededImage> SnapshotTree::profile_images() const {
+  std::vector<store::NeededImage> needed;
+  for (std::size_t i = 0; i < profile_.disks.size(); ++i) {
+    const Disk& disk = profile_.disks[i];
+    needed.push_back({disk.path, "the image of disk " + std::to_string(i) + " in the VM's profile"});
+    if (disk.backing) needed.push_back({*disk.backing, "the backing image of disk " + std::to_string(i) + " in the VM's profile"});
+  }
+  return needed;
+}
+
+std::vector<store::NeededImage> SnapshotTree::needed_images(const SnapshotMeta& meta,
+                                                            const std::string& except_snapshot) const {
+  std::vector<store::NeededImage> needed = profile_images();
+  for (const auto& record : meta.snapshots) {
+    if (record.name == except_snapshot) continue;
+    for (const auto& disk : record.disks) needed.push_back({disk.image, "frozen by snapshot \"" + record.name + "\""});
+  }
+  for (const auto& [disk, image] : meta.active) {
+    needed.push_back({image, "the image disk " + std::to_string(disk) + " runs on"});
+  }
+  for (const auto& [path, overlay] : meta.overlays) {
+    needed.push_back({overlay.backing, "the backing image of " + path});
+  }
+  return needed;
+}
+
+void SnapshotTree::delete_image(const fs::path& image, std::vector<store::NeededImage> needed) const {
+  const store::DeletionOutcome outcome = store::remove_owned_file(image, {vm_dir(), std::move(needed), std::nullopt, true});
+  if (outcome.kind != store::DeletionOutcome::Kind::kept) return;
+  throw SnapshotError(store::snapshot_meta_file(vm_dir()).string() + " names " + image.string() +
+                      " as an image to delete, but it " + outcome.reason + "; qvm deletes only the images it "
+                      "made in the VM's folder, so it was kept. Correct or restore snapshots.json (delete its "
+                      "\"pending\" entry to drop an interrupted operation)");
+}
+
+// A file qvm did not write can name any path and any disk; refuse it before recovery or an
+// operation acts on it, so that nothing is half-done when it is refused.
+void SnapshotTree::check_meta(const SnapshotMeta& meta) const {
+  const std::string file = store::snapshot_meta_file(vm_dir()).string();
+  auto check_disk = [&](std::size_t disk, const std::string& where) {
+    if (disk >= profile_.disks.size()) {
+      throw SnapshotError(file + ": " + where + " names disk " + std::to_string(disk) + ", but the VM's profile has " +
+                          std::to_string(profile_.disks.size()) + " disks; correct or restore snapshots.json");
+    }
+  };
+  std::vector<std::pair<fs::path, std::size_t>> deletable;  // every image an operation may delete
+  for (const auto& [path, overlay] : meta.overlays) {
+    check_disk(overlay.disk, "overlay " + path);
+    deletable.emplace_back(path, overlay.disk);
+  }
+  for (const auto& [disk, image] : meta.active) check_disk(disk, "\"active\"");
+  for (const auto& record : meta.snapshots) {
+    for (const auto& disk : record.disks) check_disk(disk.disk, "snapshot \"" + record.name + "\"");
+  }
+  if (meta.pending.is_object() && meta.pending.contains("disks")) {
+    for (const auto& [disk, entry] : meta.pending["disks"].items()) {
+      check_disk(std::stoul(disk), "\"pending\"");
+      deletable.emplace_back(entry["overlay"].get<std::string>(), std::stoul(disk));
+    }
+  }
+  const std::vector<store::NeededImage> needed = profile_images();
+  for (const auto& [image, disk] : deletable) {
+    if (auto why = store::deletion_refused(image, {vm_dir(), needed, std::nullopt, true})) {
+      throw SnapshotError(file + " names " + image.string() + " as an overlay qvm made for disk " +
+                          std::to_string(disk) + ", but it " + *why + "; qvm deletes only the images it made in "
+                          "the VM's folder, so it touched nothing. Correct or restore snapshots.json (delete its "
+                          "\"pending\" entry to drop an interrupted operation)");
+    }
+  }
+}
 
 fs::path SnapshotTree::frozen_or_active(const SnapshotMeta& meta, std::size_t disk) const {
   auto it = meta.active.find(disk);
@@ -144,8 +211,8 @@ SnapshotRecord SnapshotTree::create(const std::string& name, const std::string& 
   save(meta);
 
   auto undo = [&](const std::string& why) {
-    for (const auto& [i, overlay] : overlays) remove_file(overlay);
     SnapshotMeta clean = this->meta();
+    for (const auto& [i, overlay] : overlays) delete_image(overlay, needed_images(clean));
     clean.pending = nullptr;
     save(clean);
     throw SnapshotError("snapshot \"" + name + "\" failed: " + why);
@@ -216,7 +283,7 @@ void SnapshotTree::revert(const std::string& name) {
     auto out = env_.run({"qemu-img", "create", "-q", "-f", "qcow2", "-b", disk.image.string(), "-F", format,
                          overlays[disk.disk].string()});
     if (out.exit_code != 0) {
-      for (const auto& [i, file] : overlays) remove_file(file);
+      for (const auto& [i, file] : overlays) delete_image(file, needed_images(meta));
       meta.pending = nullptr;
       save(meta);
       throw SnapshotError("revert to \"" + name + "\" failed: qemu-img: " + out.out);
@@ -243,8 +310,8 @@ void SnapshotTree::revert(const std::string& name) {
       for (const auto& [disk, active] : meta.active) needed = needed || active == path;
       for (const auto& [other, overlay] : meta.overlays) needed = needed || overlay.backing == path;
       if (needed) continue;
-      remove_file(path);
       meta.overlays.erase(it);
+      delete_image(path, needed_images(meta));
       removed = true;
       break;
     }
@@ -348,8 +415,8 @@ void SnapshotTree::finish_remove(SnapshotMeta& meta, const std::string& name) {
       meta.overlays[child.string()].backing = base;
       save(meta);
     }
-    remove_file(frozen);
     meta.overlays.erase(frozen.string());
+    delete_image(frozen, needed_images(meta, name));
     save(meta);
   }
   for (auto& snapshot : meta.snapshots) {
@@ -365,6 +432,7 @@ void SnapshotTree::finish_remove(SnapshotMeta& meta, const std::string& name) {
 
 void SnapshotTree::recover() {
   SnapshotMeta meta = this->meta();
+  check_meta(meta);
   if (!meta.pending.is_object()) return;
   const std::string op = meta.pending.value("op", "");
   const std::string name = meta.pending.value("name", "");
@@ -407,7 +475,7 @@ void SnapshotTree::recover() {
     }
   }
   if (!committed) {
-    for (const auto& [disk, files] : plan) remove_file(files.first);
+    for (const auto& [disk, files] : plan) delete_image(files.first, needed_images(meta));
     meta.pending = nullptr;
     save(meta);
     return;

@@ -9,6 +9,7 @@
 
 #include "host/host_info.hpp"
 #include "qvm/profile.hpp"
+#include "store/owned_files.hpp"
 #include "store/snapshot_meta.hpp"
 #include "store/vm_store.hpp"
 
@@ -70,6 +71,13 @@ class SnapshotTree {
   void save(const store::SnapshotMeta& meta) const;
   std::optional<std::filesystem::path> backing_of(const std::filesystem::path& image) const;
   void finish_remove(store::SnapshotMeta& meta, const std::string& name);
+  std::vector<store::NeededImage> profile_images() const;
+  // Every image the profile, a snapshot (but `except_snapshot`), a disk or an overlay needs.
+  std::vector<store::NeededImage> needed_images(const store::SnapshotMeta& meta,
+                                                const std::string& except_snapshot = "") const;
+  // Deletes an image qvm made in the VM's folder; throws SnapshotError naming it otherwise.
+  void delete_image(const std::filesystem::path& image, std::vector<store::NeededImage> needed) const;
+  void check_meta(const store::SnapshotMeta& meta) const;
 
   const store::VmStore& store_;
   std::string vm_;

@@ -1,5 +1,7 @@
 #include "store/snapshot_meta.hpp"
 
+#include <regex>
+
 #include "qvm/error.hpp"
 #include "store/files.hpp"
 #include "store/json_int.hpp"
@@ -9,9 +11,9 @@ namespace fs = std::filesystem;
 namespace {
 
 template <typename Int>
-Int read_int(const nlohmann::json& value, const char* what) {
+Int read_int(const nlohmann::json& value, const std::string& what) {
   const std::optional<Int> result = json_int<Int>(value);
-  if (!result) throw Error(std::string("\"") + what + "\" is not an integer in range");
+  if (!result) throw Error(what + " is not an integer in range");
   return *result;
 }
 
@@ -86,46 +88,178 @@ void check_pending(const nlohmann::json& pending) {
 
 }  // namespace
 
-SnapshotMeta SnapshotMeta::from_json(const nlohmann::json& json) {
-  try {
-    SnapshotMeta meta;
-    meta.version = read_int<int>(json.at("version"), "version");
-    if (json.contains("current") && !json["current"].is_null()) meta.current = json["current"].get<std::string>();
-    if (json.contains("next_sequence"))
-      meta.next_sequence = read_int<unsigned>(json["next_sequence"], "next_sequence");
-    meta.pending = json.value("pending", nlohmann::json());
-    check_pending(meta.pending);
-    const nlohmann::json active = json.value("active", nlohmann::json::object());
-    for (const auto& [disk, path] : active.items()) {
-      meta.active[std::stoul(disk)] = path.get<std::string>();
+namespace {
+
+// Where a value sits in the file, as the error names it: "snapshots"[2].name.
+std::string at_key(const std::string& where, const std::string& key) {
+  return where.empty() ? "\"" + key + "\"" : where + "." + key;
+}
+
+const std::string& string_at(const nlohmann::json& object, const std::string& key, const std::string& where) {
+  const auto it = object.find(key);
+  if (it == object.end() || !it->is_string()) throw Error(at_key(where, key) + " is not a string");
+  return it->get_ref<const std::string&>();
+}
+
+std::string optional_string_at(const nlohmann::json& object, const std::string& key, const std::string& where) {
+  const auto it = object.find(key);
+  if (it == object.end() || it->is_null()) return "";
+  if (!it->is_string()) throw Error(at_key(where, key) + " is not a string");
+  return it->get<std::string>();
+}
+
+std::optional<std::string> name_or_null_at(const nlohmann::json& object, const std::string& key,
+                                           const std::string& where) {
+  const auto it = object.find(key);
+  if (it == object.end() || it->is_null()) return std::nullopt;
+  if (!it->is_string()) throw Error(at_key(where, key) + " is not a snapshot name or null");
+  return it->get<std::string>();
+}
+
+const nlohmann::json& object_at(const nlohmann::json& json, const char* key) {
+  static const nlohmann::json empty = nlohmann::json::object();
+  const auto it = json.find(key);
+  if (it == json.end() || it->is_null()) return empty;
+  if (!it->is_object()) throw Error(std::string("\"") + key + "\" is not an object");
+  return *it;
+}
+
+std::size_t disk_index(const std::string& text, const std::string& where) {
+  if (text.empty() || text.size() > 9 || text.find_first_not_of("0123456789") != std::string::npos) {
+    throw Error(where + " is not a disk index");
+  }
+  return static_cast<std::size_t>(std::stoul(text));
+}
+
+bool valid_name(const std::string& name) {
+  static const std::regex valid("[A-Za-z0-9][A-Za-z0-9._-]{0,62}");
+  return std::regex_match(name, valid);
+}
+
+std::string json_quoted(const std::string& text) { return nlohmann::json(text).dump(); }
+
+// The tree must be one: names unique, every parent a snapshot, no parent cycle, `current`
+// a snapshot. Anything else is a file qvm did not write, and walking it (snapshot ls,
+// revert, rm) would loop or pick the wrong images.
+void check_tree(const SnapshotMeta& meta) {
+  std::map<std::string, std::optional<std::string>> parents;
+  for (const SnapshotRecord& record : meta.snapshots) {
+    if (!parents.emplace(record.name, record.parent).second) {
+      throw Error("two snapshots are named " + json_quoted(record.name));
     }
-    const nlohmann::json overlays = json.value("overlays", nlohmann::json::object());
-    for (const auto& [path, overlay] : overlays.items()) {
-      meta.overlays[path] = OverlayImage{overlay.at("backing").get<std::string>(),
-                                         read_int<std::size_t>(overlay.at("disk"), "disk")};
+  }
+  for (const SnapshotRecord& record : meta.snapshots) {
+    if (record.parent && !parents.count(*record.parent)) {
+      throw Error("snapshot " + json_quoted(record.name) + " has parent " + json_quoted(*record.parent) +
+                  ", which is not a snapshot");
     }
-    const nlohmann::json snapshots = json.value("snapshots", nlohmann::json::array());
-    for (const auto& item : snapshots) {
-      SnapshotRecord record;
-      record.name = item.at("name").get<std::string>();
-      record.description = item.value("description", "");
-      record.created_at = item.value("created_at", "");
-      if (item.contains("parent") && !item["parent"].is_null()) record.parent = item["parent"].get<std::string>();
-      record.vm_state = item.value("vm_state", "");
-      for (const auto& disk : item.at("disks")) {
-        record.disks.push_back(
-            {read_int<std::size_t>(disk.at("disk"), "disk"), disk.at("image").get<std::string>()});
+  }
+  for (const SnapshotRecord& record : meta.snapshots) {
+    std::optional<std::string> up = record.parent;
+    for (std::size_t steps = 0; up; ++steps) {
+      if (*up == record.name || steps > parents.size()) {
+        throw Error("snapshot " + json_quoted(record.name) + " is its own ancestor (a parent cycle)");
       }
-      meta.snapshots.push_back(std::move(record));
+      up = parents.at(*up);
     }
-    return meta;
-  } catch (const std::exception& e) {
-    throw Error(std::string("snapshots.json is malformed: ") + e.what());
+  }
+  if (meta.current && !parents.count(*meta.current)) {
+    throw Error("\"current\" names " + json_quoted(*meta.current) + ", which is not a snapshot");
+  }
+  if (meta.pending.is_object()) {
+    const std::string op = meta.pending.value("op", "");
+    const std::string name = meta.pending.value("name", "");
+    const std::string fix =
+        " (it records an interrupted snapshot operation; delete the \"pending\" entry to drop it)";
+    if (op == "create" && parents.count(name)) {
+      throw Error("\"pending\" creates snapshot " + json_quoted(name) + ", which already exists" + fix);
+    }
+    if (op == "revert" && !parents.count(name)) {
+      throw Error("\"pending\" reverts to " + json_quoted(name) + ", which is not a snapshot" + fix);
+    }
   }
 }
 
+SnapshotMeta parse_meta(const nlohmann::json& json);
+
+}  // namespace
+
+SnapshotMeta SnapshotMeta::from_json(const nlohmann::json& json) {
+  try {
+    return parse_meta(json);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    // Every check above is meant to come first; this only keeps a missed one qvm's own error.
+    throw Error(std::string("unreadable (") + e.what() + ")");
+  }
+}
+
+namespace {
+
+SnapshotMeta parse_meta(const nlohmann::json& json) {
+  if (!json.is_object()) throw Error("the file is not a JSON object");
+  SnapshotMeta meta;
+  if (!json.contains("version")) throw Error("\"version\" is missing");
+  meta.version = read_int<int>(json["version"], "\"version\"");
+  meta.current = name_or_null_at(json, "current", "");
+  if (json.contains("next_sequence")) meta.next_sequence = read_int<unsigned>(json["next_sequence"], "\"next_sequence\"");
+  meta.pending = json.value("pending", nlohmann::json());
+  check_pending(meta.pending);
+  for (const auto& [disk, path] : object_at(json, "active").items()) {
+    const std::string where = "\"active\"[\"" + disk + "\"]";
+    if (!path.is_string()) throw Error(where + " is not a path");
+    meta.active[disk_index(disk, where)] = path.get<std::string>();
+  }
+  for (const auto& [path, overlay] : object_at(json, "overlays").items()) {
+    const std::string where = "\"overlays\"[" + json_quoted(path) + "]";
+    if (!overlay.is_object() || !overlay.contains("disk")) throw Error(where + " is not an object with a backing and a disk");
+    meta.overlays[path] = OverlayImage{string_at(overlay, "backing", where),
+                                       read_int<std::size_t>(overlay["disk"], where + ".disk")};
+  }
+  if (json.contains("snapshots") && !json["snapshots"].is_null()) {
+    const nlohmann::json& snapshots = json["snapshots"];
+    if (!snapshots.is_array()) throw Error("\"snapshots\" is not an array");
+    for (std::size_t i = 0; i < snapshots.size(); ++i) {
+      const nlohmann::json& item = snapshots[i];
+      const std::string where = "\"snapshots\"[" + std::to_string(i) + "]";
+      if (!item.is_object()) throw Error(where + " is not an object");
+      SnapshotRecord record;
+      record.name = string_at(item, "name", where);
+      if (!valid_name(record.name)) throw Error(where + ".name " + json_quoted(record.name) + " is not a snapshot name");
+      record.description = optional_string_at(item, "description", where);
+      record.created_at = optional_string_at(item, "created_at", where);
+      record.parent = name_or_null_at(item, "parent", where);
+      record.vm_state = optional_string_at(item, "vm_state", where);
+      const auto disks = item.find("disks");
+      if (disks == item.end() || !disks->is_array()) throw Error(where + ".disks is not an array");
+      for (std::size_t d = 0; d < disks->size(); ++d) {
+        const nlohmann::json& disk = (*disks)[d];
+        const std::string disk_where = where + ".disks[" + std::to_string(d) + "]";
+        if (!disk.is_object() || !disk.contains("disk")) throw Error(disk_where + " is not an object with a disk and an image");
+        record.disks.push_back({read_int<std::size_t>(disk["disk"], disk_where + ".disk"), string_at(disk, "image", disk_where)});
+      }
+      meta.snapshots.push_back(std::move(record));
+    }
+  }
+  check_tree(meta);
+  return meta;
+}
+
+}  // namespace
+
+fs::path snapshot_meta_file(const fs::path& vm_dir) { return vm_dir / "snapshots.json"; }
+
 SnapshotMeta read_snapshot_meta(const fs::path& vm_dir) {
-  auto text = read_file_if_exists(vm_dir / "snapshots.json");
+  const fs::path file = snapshot_meta_file(vm_dir);
+  const std::string fix =
+      "; qvm wrote it whole, so it was damaged or edited: restore it, or correct that entry";
+  std::optional<std::string> text;
+  try {
+    text = read_file_if_exists(file);
+  } catch (const Error& e) {
+    throw Error(file.string() + ": " + e.what());
+  }
   if (!text) return {};
   // qvm writes a few levels; nlohmann copies and dumps recursively, so a corrupt file nested
   // some ten thousand levels deep would overflow the stack instead of being refused.
@@ -136,9 +270,15 @@ SnapshotMeta read_snapshot_meta(const fs::path& vm_dir) {
     return true;
   };
   auto json = nlohmann::json::parse(*text, depth_check, false);
-  if (json.is_discarded()) throw Error("snapshots.json in " + vm_dir.string() + " is not JSON");
-  if (too_deep) throw Error("snapshots.json in " + vm_dir.string() + " is nested too deeply");
-  return SnapshotMeta::from_json(json);
+  if (json.is_discarded()) throw Error(file.string() + ": not JSON" + fix);
+  if (too_deep) throw Error(file.string() + ": nested too deeply" + fix);
+  try {
+    return SnapshotMeta::from_json(json);
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    // The pending checks carry their own fix.
+    throw Error(file.string() + ": " + what + (what.find("\"pending\" entry") == std::string::npos ? fix : ""));
+  }
 }
 
 void write_snapshot_meta(const fs::path& vm_dir, const SnapshotMeta& meta) {

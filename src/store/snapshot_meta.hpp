@@ -47,11 +47,15 @@ struct SnapshotMeta {
 
   const SnapshotRecord* find(const std::string& name) const;
   nlohmann::json to_json() const;
-  /// Throws qvm::Error naming the problem.
+  /// Throws qvm::Error naming the entry and the problem (not the file: the caller knows it).
   static SnapshotMeta from_json(const nlohmann::json& json);
 };
 
-/// The VM's snapshots.json, or an empty SnapshotMeta if it has none.
+/// Where the VM's snapshots.json is.
+std::filesystem::path snapshot_meta_file(const std::filesystem::path& vm_dir);
+/// The VM's snapshots.json, or an empty SnapshotMeta if it has none. Throws qvm::Error
+/// naming the file's path, the entry and the fix when it is not a tree qvm could have
+/// written (wrong types, duplicate names, a parent cycle or a missing parent, ...).
 SnapshotMeta read_snapshot_meta(const std::filesystem::path& vm_dir);
 /// Replaces snapshots.json atomically.
 void write_snapshot_meta(const std::filesystem::path& vm_dir, const SnapshotMeta& meta);

@@ -20,6 +20,9 @@ using namespace std::chrono_literals;
 using testing::FakeQmpServer;
 using testing::FakeReply;
 
+// The first bytes of every qcow2 image: what qvm checks before it deletes one.
+const std::string kQcow2Header("QFI\xfb\0\0\0\3", 8);
+
 // qemu-img as far as the snapshot code can tell: files exist on disk (empty), and their
 // backing files live in a map. Every call is recorded.
 class FakeQemuImg {
@@ -46,7 +49,7 @@ class FakeQemuImg {
       // qemu-img create ... [-b B -F F] FILE [SIZE]: FILE is the last or next-to-last word.
       fs::path file = argv.back();
       if (std::isdigit(static_cast<unsigned char>(file.string()[0]))) file = argv[argv.size() - 2];
-      std::ofstream(file).put('\0');
+      std::ofstream(file) << kQcow2Header;
       backing[file] = flag("-b") ? std::optional<fs::path>(*flag("-b")) : std::nullopt;
       return {0, ""};
     }
@@ -374,6 +377,238 @@ TEST(SnapshotMetaTest, MalformedPendingOperationIsRefusedByName) {
   std::ofstream(dir / "snapshots.json")
       << R"({"version": 1, "pending": {"op": "create", "name": "a", "live": true, "disks": {"0": {"overlay": "o", "frozen": "f"}}}})";
   EXPECT_EQ(store::read_snapshot_meta(dir.path()).pending.value("name", ""), "a");
+}
+
+
+// snapshots.json can be edited or damaged. Whatever it names, recovery and every cleanup
+// delete only qcow2 images inside the VM's folder that nothing needs; anything else is
+// refused by path, and the file is left as it is.
+class TamperedSnapshotMetaTest : public SnapshotTreeTest {
+ protected:
+  fs::path vm_dir() { return store_.paths("vm").state_dir; }
+
+  // A pending create that crashed before its overlays existed: recovery undoes it by
+  // deleting `overlay`.
+  void plant_pending_create(const fs::path& overlay) {
+    auto m = meta();
+    m.pending = {{"op", "create"}, {"name", "s9"}, {"live", false},
+                 {"disks", {{"0", {{"overlay", overlay.string()}, {"frozen", base_.string()}}}}}};
+    store::write_snapshot_meta(vm_dir(), m);
+  }
+
+  // recover() refuses, names `victim`, and deletes nothing.
+  void expect_refused(const fs::path& victim, const std::string& why) {
+    const std::string before = testing::read_file(victim);
+    const std::string meta_before = testing::read_file(vm_dir() / "snapshots.json");
+    try {
+      tree().recover();
+      ADD_FAILURE() << "recovery accepted " << victim;
+    } catch (const SnapshotError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find((vm_dir() / "snapshots.json").string() + " names " + victim.string()), std::string::npos) << what;
+      EXPECT_NE(what.find(why), std::string::npos) << what;
+      EXPECT_NE(what.find("delete its \"pending\" entry"), std::string::npos) << what;
+    }
+    ASSERT_TRUE(fs::exists(victim)) << victim << " was deleted";
+    EXPECT_EQ(testing::read_file(victim), before);
+    EXPECT_EQ(testing::read_file(vm_dir() / "snapshots.json"), meta_before) << "the record was changed";
+  }
+};
+
+TEST_F(TamperedSnapshotMetaTest, APendingOverlayOutsideTheFolderIsNeverDeleted) {
+  const fs::path victim = dir_.write("victim/passwd", kQcow2Header + "root:x:0:0");
+  plant_pending_create(victim);
+  expect_refused(victim, "lies outside the VM's folder " + vm_dir().string());
+}
+
+TEST_F(TamperedSnapshotMetaTest, APendingOverlayNamingTheProfilesImageIsNeverDeleted) {
+  std::ofstream(base_) << kQcow2Header << "the guest's data";
+  plant_pending_create(base_);
+  expect_refused(base_, "is the image of disk 0 in the VM's profile");
+}
+
+TEST_F(TamperedSnapshotMetaTest, AProfileImageInsideTheFolderIsNeverDeleted) {
+  // qvm run puts the disks a profile runs on into the VM's folder.
+  const fs::path inside = dir_.write("state/vms/vm/run-disks/disk0.qcow2", kQcow2Header + "data");
+  profile_.disks[0].path = inside;
+  plant_pending_create(inside);
+  expect_refused(inside, "is the image of disk 0 in the VM's profile");
+}
+
+TEST_F(TamperedSnapshotMetaTest, AHardLinkToTheBackingImageIsNeverDeleted) {
+  const fs::path backing = dir_.write("images/base.qcow2", kQcow2Header + "base");
+  profile_.disks[0].backing = backing;
+  const fs::path link = vm_dir() / "disks" / "disk0.5.qcow2";
+  fs::create_directories(link.parent_path());
+  fs::create_hard_link(backing, link);
+  plant_pending_create(link);
+  expect_refused(link, "is the backing image of disk 0 in the VM's profile (" + backing.string() + ")");
+}
+
+TEST_F(TamperedSnapshotMetaTest, AFileThatIsNotAnImageIsNeverDeleted) {
+  const fs::path log = dir_.write("state/vms/vm/serial.log", "what the guest printed");
+  plant_pending_create(log);
+  expect_refused(log, "is not a qcow2 image");
+}
+
+TEST_F(TamperedSnapshotMetaTest, AFolderSymlinkedOutOfTheVmFolderIsNotInsideIt) {
+  const fs::path victim = dir_.write("elsewhere/disk0.3.qcow2", kQcow2Header);
+  fs::create_directories(vm_dir() / "disks");
+  fs::create_directory_symlink(dir_ / "elsewhere", vm_dir() / "disks" / "link");
+  plant_pending_create(vm_dir() / "disks" / "link" / "disk0.3.qcow2");
+  expect_refused(vm_dir() / "disks" / "link" / "disk0.3.qcow2", "lies outside the VM's folder");
+  EXPECT_TRUE(fs::exists(victim));
+}
+
+TEST_F(TamperedSnapshotMetaTest, DotDotOutOfTheFolderIsRefused) {
+  const fs::path victim = dir_.write("victim.qcow2", kQcow2Header);
+  const fs::path sneaky = vm_dir() / "disks" / ".." / ".." / ".." / ".." / "victim.qcow2";
+  fs::create_directories(vm_dir() / "disks");
+  ASSERT_TRUE(fs::equivalent(sneaky, victim));
+  plant_pending_create(sneaky);
+  expect_refused(sneaky, "has a \".\" or \"..\" in its path");
+  EXPECT_TRUE(fs::exists(victim));
+}
+
+TEST_F(TamperedSnapshotMetaTest, AnOverlayRecordOutsideTheFolderIsNotCollectedByRevert) {
+  tree().create("s1", "", "stopped");
+  tree().create("s2", "", "stopped");
+  // Garbage as far as revert can tell: no snapshot froze it, no disk runs on it.
+  const fs::path victim = dir_.write("victim/notes.qcow2", kQcow2Header + "notes");
+  auto m = meta();
+  m.overlays[victim.string()] = store::OverlayImage{base_, 0};
+  store::write_snapshot_meta(vm_dir(), m);
+  EXPECT_THROW(tree().revert("s1"), SnapshotError);
+  EXPECT_TRUE(fs::exists(victim));
+  EXPECT_EQ(meta().current, "s2") << "the refused revert changed nothing";
+}
+
+TEST_F(TamperedSnapshotMetaTest, AFrozenImageOutsideTheFolderIsNotDeletedByRemove) {
+  tree().create("s1", "", "stopped");
+  tree().create("s2", "", "stopped");
+  // s2 claims to have frozen an outside file that qvm supposedly made.
+  const fs::path victim = dir_.write("victim/important.qcow2", kQcow2Header + "keep me");
+  auto m = meta();
+  for (auto& record : m.snapshots) {
+    if (record.name == "s2") record.disks[0].image = victim;
+  }
+  m.overlays[victim.string()] = store::OverlayImage{base_, 0};
+  store::write_snapshot_meta(vm_dir(), m);
+  try {
+    tree().remove("s2");
+    ADD_FAILURE() << "remove accepted it";
+  } catch (const SnapshotError& e) {
+    EXPECT_NE(std::string(e.what()).find(victim.string() + " as an overlay qvm made for disk 0, but it lies outside"),
+              std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(fs::exists(victim));
+}
+
+TEST_F(TamperedSnapshotMetaTest, ADiskIndexTheProfileDoesNotHaveIsRefusedByName) {
+  tree().create("s1", "", "stopped");
+  auto m = meta();
+  m.snapshots[0].disks[0].disk = 7;
+  store::write_snapshot_meta(vm_dir(), m);
+  try {
+    tree().remove("s1");
+    ADD_FAILURE() << "remove accepted it";
+  } catch (const SnapshotError& e) {
+    EXPECT_EQ(std::string(e.what()), (vm_dir() / "snapshots.json").string() +
+                                         ": snapshot \"s1\" names disk 7, but the VM's profile has 2 disks; "
+                                         "correct or restore snapshots.json");
+  }
+}
+
+TEST_F(TamperedSnapshotMetaTest, AHalfCreatedOverlayIsStillUndone) {
+  // QEMU or qemu-img cut short while creating the overlay: an empty file, qvm's own.
+  const fs::path overlay = vm_dir() / "disks" / "disk0.1.qcow2";
+  fs::create_directories(overlay.parent_path());
+  std::ofstream{overlay};
+  plant_pending_create(overlay);
+  tree().recover();
+  EXPECT_FALSE(fs::exists(overlay));
+  EXPECT_TRUE(meta().pending.is_null());
+}
+
+// A snapshot tree must be a tree: snapshot ls walks it from the roots, revert and rm follow
+// its parents. Anything else is refused by name with the file's path.
+TEST(SnapshotMetaTest, ATreeThatIsNoTreeIsRefusedByName) {
+  testing::TempDir dir;
+  const std::string file = (dir / "snapshots.json").string();
+  auto snap = [](const std::string& name, const char* parent) {
+    nlohmann::json record = {{"name", name}, {"parent", parent ? nlohmann::json(parent) : nlohmann::json(nullptr)},
+                             {"disks", nlohmann::json::array()}};
+    return record;
+  };
+  const std::vector<std::pair<nlohmann::json, std::string>> cases = {
+      {{{"version", 1}, {"snapshots", {snap("a", nullptr), snap("a", "a")}}}, "two snapshots are named \"a\""},
+      {{{"version", 1}, {"snapshots", {snap("a", "b"), snap("b", "a")}}}, "is its own ancestor (a parent cycle)"},
+      {{{"version", 1}, {"snapshots", {snap("a", "a")}}}, "snapshot \"a\" is its own ancestor (a parent cycle)"},
+      {{{"version", 1}, {"snapshots", {snap("a", nullptr), snap("b", "gone")}}},
+       "snapshot \"b\" has parent \"gone\", which is not a snapshot"},
+      {{{"version", 1}, {"current", "gone"}, {"snapshots", {snap("a", nullptr)}}},
+       "\"current\" names \"gone\", which is not a snapshot"},
+      {{{"version", 1}, {"snapshots", {snap("../../x", nullptr)}}}, "\"snapshots\"[0].name \"../../x\" is not a snapshot name"},
+      {{{"version", 1}, {"snapshots", {snap("a", nullptr)}}, {"pending", {{"op", "create"}, {"name", "a"}}}},
+       "\"pending\" creates snapshot \"a\", which already exists"},
+      {{{"version", 1}, {"pending", {{"op", "revert"}, {"name", "nope"}}}},
+       "\"pending\" reverts to \"nope\", which is not a snapshot"},
+  };
+  for (const auto& [json, expected] : cases) {
+    std::ofstream(dir / "snapshots.json", std::ios::trunc) << json.dump();
+    try {
+      store::read_snapshot_meta(dir.path());
+      ADD_FAILURE() << "accepted " << json.dump();
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_TRUE(what.starts_with(file + ": ")) << what;
+      EXPECT_NE(what.find(expected), std::string::npos) << what;
+    }
+  }
+}
+
+// Wrong types anywhere are qvm's own error naming the file and the entry, never the JSON
+// library's words or std::stoul's.
+TEST(SnapshotMetaTest, WrongTypesAreRefusedWithTheFilesPathAndTheEntry) {
+  testing::TempDir dir;
+  const std::string file = (dir / "snapshots.json").string();
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"([1, 2])", "the file is not a JSON object"},
+      {R"({})", "\"version\" is missing"},
+      {R"({"version": "1"})", "\"version\" is not an integer in range"},
+      {R"({"version": 1, "current": 5})", "\"current\" is not a snapshot name or null"},
+      {R"({"version": 1, "active": {"zero": "/x"}})", "\"active\"[\"zero\"] is not a disk index"},
+      {R"({"version": 1, "active": {"0": 5}})", "\"active\"[\"0\"] is not a path"},
+      {R"({"version": 1, "active": []})", "\"active\" is not an object"},
+      {R"({"version": 1, "overlays": {"/o": {"backing": 1, "disk": 0}}})", "\"overlays\"[\"/o\"].backing is not a string"},
+      {R"({"version": 1, "overlays": {"/o": {"backing": "/b", "disk": -1}}})", "\"overlays\"[\"/o\"].disk is not an integer"},
+      {R"({"version": 1, "snapshots": {}})", "\"snapshots\" is not an array"},
+      {R"({"version": 1, "snapshots": [7]})", "\"snapshots\"[0] is not an object"},
+      {R"({"version": 1, "snapshots": [{"name": 7, "disks": []}]})", "\"snapshots\"[0].name is not a string"},
+      {R"({"version": 1, "snapshots": [{"name": "a", "description": 7, "disks": []}]})",
+       "\"snapshots\"[0].description is not a string"},
+      {R"({"version": 1, "snapshots": [{"name": "a"}]})", "\"snapshots\"[0].disks is not an array"},
+      {R"({"version": 1, "snapshots": [{"name": "a", "disks": [{"disk": 0, "image": false}]}]})",
+       "\"snapshots\"[0].disks[0].image is not a string"},
+      {R"({"version": 1, "snapshots": [{"name": "a", "parent": 3, "disks": []}]})",
+       "\"snapshots\"[0].parent is not a snapshot name or null"},
+      {"{\"version\": 1", "not JSON"},
+  };
+  for (const auto& [text, expected] : cases) {
+    std::ofstream(dir / "snapshots.json", std::ios::trunc) << text;
+    try {
+      store::read_snapshot_meta(dir.path());
+      ADD_FAILURE() << "accepted " << text;
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_TRUE(what.starts_with(file + ": ")) << what;
+      EXPECT_NE(what.find(expected), std::string::npos) << what;
+      EXPECT_NE(what.find("restore it"), std::string::npos) << what;
+      for (const char* leak : {"json.exception", "type_error", "stoul", "out_of_range"}) {
+        EXPECT_EQ(what.find(leak), std::string::npos) << what;
+      }
+    }
+  }
 }
 
 }  // namespace
