@@ -107,6 +107,12 @@ struct SnapshotInfo {
   nlohmann::json to_json() const;
 };
 
+/// A disk image that `rm --disks` left in place, and why.
+struct KeptDisk {
+  std::filesystem::path path;  // empty when the record of created disks itself is unreadable
+  std::string reason;          // "it lies outside the VM's folder ...", or that record's error
+};
+
 /// The VM is running (or starting) and the operation needs it stopped, or the reverse.
 class VmStateError : public Error {
  public:
@@ -204,8 +210,11 @@ class Inventory : public std::enable_shared_from_this<Inventory> {
   /// Every defined VM's status, sorted by name.
   std::vector<VmStatus> list() const;
   /// Undefines a VM. A running VM is refused unless `force` (then it is killed). With
-  /// `disks`, the disk images qvm created for it are deleted too; returns the files deleted.
-  std::vector<std::filesystem::path> remove(std::string_view name, bool force, bool disks) const;
+  /// `disks`, the disk images qvm created for it are deleted too, but only those that are
+  /// provably the files it created (or lie in the VM's folder) and that nothing else needs;
+  /// returns the files deleted, and lists the others in `kept` with the reason.
+  std::vector<std::filesystem::path> remove(std::string_view name, bool force, bool disks,
+                                            std::vector<KeptDisk>* kept = nullptr) const;
 
   struct Impl;
   const Impl& impl() const { return *impl_; }

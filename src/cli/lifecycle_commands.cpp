@@ -166,8 +166,12 @@ void add_lifecycle_commands(CLI::App& app, Context& ctx) {
     cmd->add_flag("--disks", *disks, "also delete the disk images qvm created for it");
     cmd->callback([&ctx, name, force, disks] {
       ctx.action = [&ctx, name, force, disks] {
-        auto deleted = ctx.inventory()->remove(*name, *force, *disks);
+        std::vector<KeptDisk> kept;
+        auto deleted = ctx.inventory()->remove(*name, *force, *disks, &kept);
         for (const auto& path : deleted) ctx.out << *name << ": deleted " << path.string() << "\n";
+        for (const auto& disk : kept) {
+          ctx.warn(*name + ": " + (disk.path.empty() ? "" : "kept " + disk.path.string() + ": ") + disk.reason);
+        }
         ctx.out << *name << ": removed\n";
         return kSuccess;
       };

@@ -7,6 +7,7 @@
 #include <thread>
 #include <regex>
 
+#include "profile/stored_profile.hpp"
 #include "store/layout.hpp"
 
 namespace qvm::store {
@@ -86,7 +87,7 @@ Profile VmStore::load_profile(std::string_view name) const {
   check_name(name);
   const fs::path file = vm_dir(name) / "profile.toml";
   if (!defined(name)) throw Error("no VM named \"" + std::string(name) + "\" (see qvm ls)");
-  return qvm::load_profile(file);
+  return load_stored_profile(file, name);
 }
 
 std::optional<VmStatus> VmStore::read_status(std::string_view name, std::string* broken) const {

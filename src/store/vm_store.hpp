@@ -40,7 +40,8 @@ class VmStore {
   /// Returns the VM's status (stopped/defined for a new VM).
   VmStatus define(const Profile& profile);
 
-  /// The stored resolved profile. Throws qvm::Error if `name` is not defined.
+  /// The stored resolved profile. Throws qvm::Error if `name` is not defined, and
+  /// ProfileError naming the file and the fix if it is not a whole profile of this VM.
   Profile load_profile(std::string_view name) const;
 
   /// state.json of `name`, nullopt if the VM is not defined. A missing state file of a

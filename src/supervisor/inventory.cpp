@@ -9,6 +9,7 @@
 #include "store/layout.hpp"
 #include "store/vm_store.hpp"
 #include "supervisor/control.hpp"
+#include "supervisor/disks.hpp"
 #include "process/run_program.hpp"
 #include "snapshot/snapshot.hpp"
 #include "store/snapshot_meta.hpp"
@@ -122,7 +123,8 @@ std::vector<VmStatus> Inventory::list() const {
   return result;
 }
 
-std::vector<fs::path> Inventory::remove(std::string_view name, bool force, bool disks) const {
+std::vector<fs::path> Inventory::remove(std::string_view name, bool force, bool disks,
+                                        std::vector<KeptDisk>* kept) const {
   Vm vm = get(name);
   // The lock first, then the state: an `up`, `start` or snapshot operation in progress
   // finishes (or fails) before rm decides, and nothing can start the VM until its folder
@@ -152,17 +154,7 @@ std::vector<fs::path> Inventory::remove(std::string_view name, bool force, bool 
                        " after 10 s (is a restart pending?); try again");
   }
   std::vector<fs::path> deleted;
-  if (disks) {
-    const fs::path list_file = impl_->store.paths(name).state_dir / "created-disks.json";
-    if (auto text = store::read_file_if_exists(list_file)) {
-      auto list = nlohmann::json::parse(*text, nullptr, false);
-      for (const auto& entry : list.is_array() ? list : nlohmann::json::array()) {
-        std::error_code ec;
-        fs::path path = entry.get<std::string>();
-        if (fs::remove(path, ec)) deleted.push_back(path);
-      }
-    }
-  }
+  if (disks) deleted = supervisor::remove_created_disks(impl_->store, std::string(name), kept);
   // Still under the lock: whoever waits for it finds no VM rather than a folder going away.
   impl_->store.remove(name);
   return deleted;

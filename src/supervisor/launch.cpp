@@ -55,24 +55,6 @@ std::string tail_lines(const fs::path& path, std::size_t count) {
   return out;
 }
 
-void record_created_disks(const store::VmStore& store, const std::string& name,
-                          const std::vector<fs::path>& created) {
-  if (created.empty()) return;
-  const fs::path file = store.paths(name).state_dir / "created-disks.json";
-  nlohmann::json list = nlohmann::json::array();
-  if (auto text = store::read_file_if_exists(file)) {
-    auto old = nlohmann::json::parse(*text, nullptr, false);
-    if (old.is_array()) list = old;
-  }
-  for (const auto& path : created) {
-    const bool known = std::any_of(list.begin(), list.end(), [&](const nlohmann::json& item) {
-      return item.is_string() && item.get_ref<const std::string&>() == path.string();
-    });
-    if (!known) list.push_back(path.string());
-  }
-  store::write_file_atomically(file, list.dump(2) + "\n");
-}
-
 // Reads the supervisor's start report until it says ready or failed.
 VmStatus await_start(store::VmStore& store, const std::string& name, int fd,
                      const StartOptions& options, std::chrono::seconds limit) {
