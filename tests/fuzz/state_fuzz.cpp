@@ -5,8 +5,12 @@
 //    throw qvm::Error ("state: ..."); what it accepts must survive the round trip qvm makes on
 //    every state change: to_json, dump, from_json, to_json gives the same document.
 //  - snapshots.json: written to a scratch VM folder and read with store::read_snapshot_meta,
-//    which may only throw qvm::Error ("snapshots.json ..."); what it accepts must survive
-//    to_json, dump, from_json the same way, and find() must find every snapshot by its name.
+//    which may only throw qvm::Error naming the file's path; what it accepts must be a tree
+//    (unique names, every parent a snapshot, no cycle), must survive to_json, dump,
+//    from_json the same way, and find() must find every snapshot by its name.
+//  - created-disks.json: parsed with supervisor::parse_created_disks, which may only throw
+//    qvm::Error naming the file's path; what it accepts must read back the same from the
+//    text qvm writes for it.
 //
 // Any other exception, a crash or a sanitizer report is a finding.
 //
@@ -26,10 +30,12 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "finding.hpp"
 #include "qvm/vm.hpp"
 #include "store/snapshot_meta.hpp"
+#include "supervisor/created_disks.hpp"
 
 namespace {
 
@@ -126,13 +132,22 @@ void check_snapshots_json(const std::string& text) {
   try {
     meta = qvm::store::read_snapshot_meta(dir);
   } catch (const qvm::Error& error) {
-    expect_error(error, "snapshots.json ", "read_snapshot_meta");
+    expect_error(error, (dir / "snapshots.json").string() + ": ", "read_snapshot_meta");
     return;
   }
   for (const qvm::store::SnapshotRecord& record : meta.snapshots) {
     const qvm::store::SnapshotRecord* found = meta.find(record.name);
-    if (found == nullptr || found->name != record.name) {
-      finding(kTarget, "SnapshotMeta::find missed a snapshot", record.name);
+    if (found == nullptr || found != &record) {
+      finding(kTarget, "SnapshotMeta::find missed a snapshot, or two have its name", record.name);
+    }
+    // Every chain of parents ends at a root within as many steps as there are snapshots.
+    std::optional<std::string> up = record.parent;
+    for (std::size_t steps = 0; up; ++steps) {
+      const qvm::store::SnapshotRecord* parent = meta.find(*up);
+      if (parent == nullptr || steps > meta.snapshots.size()) {
+        finding(kTarget, "read_snapshot_meta accepted a parent that is missing or a cycle", record.name);
+      }
+      up = parent->parent;
     }
   }
   // write_snapshot_meta, then the next snapshot command reading it back (in memory: the real
@@ -148,11 +163,32 @@ void check_snapshots_json(const std::string& text) {
   if (again.to_json() != written) finding(kTarget, "snapshots.json changes when read back", file);
 }
 
+void check_created_disks(const std::string& text) {
+  const std::filesystem::path file = "/vms/fuzz/created-disks.json";
+  std::vector<qvm::supervisor::CreatedDisk> disks;
+  try {
+    disks = qvm::supervisor::parse_created_disks(text, file);
+  } catch (const qvm::Error& error) {
+    expect_error(error, file.string() + ": ", "parse_created_disks");
+    return;
+  }
+  // record_created_disks writes it back; rm --disks reads it again.
+  const std::string written = qvm::supervisor::created_disks_text(disks);
+  std::vector<qvm::supervisor::CreatedDisk> again;
+  try {
+    again = qvm::supervisor::parse_created_disks(written, file);
+  } catch (const qvm::Error& error) {
+    finding(kTarget, "created-disks.json as qvm writes it does not read back", error.what());
+  }
+  if (again != disks) finding(kTarget, "created-disks.json changes when read back", written);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string text = read_case(std::string_view(reinterpret_cast<const char*>(data), size));
   guarded(kTarget, "reading state.json", [&] { check_state_json(text); });
   guarded(kTarget, "reading snapshots.json", [&] { check_snapshots_json(text); });
+  guarded(kTarget, "reading created-disks.json", [&] { check_created_disks(text); });
   return 0;
 }
