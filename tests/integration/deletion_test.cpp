@@ -43,8 +43,8 @@ class DeletionIntegrationTest : public testing::StateDirTest {
   void expect_refused(const std::vector<std::string>& args, const fs::path& victim, const std::string& why) {
     const auto result = qvm(args);
     EXPECT_EQ(result.exit_code, 1) << result.err;
-    EXPECT_NE(result.err.find("qvm: error: " + meta_file().string() + " names " + victim.string()), std::string::npos)
-        << result.err;
+    EXPECT_TRUE(result.err.starts_with("qvm: error: ")) << result.err;
+    EXPECT_NE(result.err.find(meta_file().string() + " names " + victim.string()), std::string::npos) << result.err;
     EXPECT_NE(result.err.find(why), std::string::npos) << result.err;
     EXPECT_TRUE(fs::exists(victim)) << victim << " was deleted by " << args[0];
     EXPECT_EQ(status("g").value("state", ""), "stopped");
