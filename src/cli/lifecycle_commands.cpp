@@ -170,7 +170,8 @@ void add_lifecycle_commands(CLI::App& app, Context& ctx) {
         auto deleted = ctx.inventory()->remove(*name, *force, *disks, &kept);
         for (const auto& path : deleted) ctx.out << *name << ": deleted " << path.string() << "\n";
         for (const auto& disk : kept) {
-          ctx.warn(*name + ": " + (disk.path.empty() ? "" : "kept " + disk.path.string() + ": ") + disk.reason);
+          ctx.warn(*name + ": " + (disk.path.empty() ? "" : "kept " + disk.path.string() + ": ") +
+                   disk.reason);
         }
         ctx.out << *name << ": removed\n";
         return kSuccess;

@@ -27,8 +27,8 @@
 #include "profile/override_text.hpp"
 #include "profile/serial_pattern.hpp"
 #include "profile/size.hpp"
-#include "profile/toml_text.hpp"
 #include "profile/stored_profile.hpp"
+#include "profile/toml_text.hpp"
 #include "qvm/profile.hpp"
 
 namespace qvm {
@@ -1423,11 +1423,15 @@ struct StoredCopy {
 
 // The fix for a stored copy that is not what qvm wrote.
 ProfileDiagnostic stored_copy_fix(const std::string& file, const StoredCopy& stored) {
-  return ProfileDiagnostic{file, 0, 0, "",
-                           "this is qvm's stored copy of the profile of VM " + toml_quote(stored.vm) +
-                               ", which it writes whole; qvm up PROFILE again to re-define the VM, or qvm rm " +
-                               stored.vm,
-                           ""};
+  return ProfileDiagnostic{
+      file,
+      0,
+      0,
+      "",
+      "this is qvm's stored copy of the profile of VM " + toml_quote(stored.vm) +
+          ", which it writes whole; qvm up PROFILE again to re-define the VM, or qvm rm " +
+          stored.vm,
+      ""};
 }
 
 // A stored copy holds every key to_toml writes: its name first and the [qemu] table last,
@@ -1444,7 +1448,8 @@ std::optional<std::string> stored_copy_problem(std::string_view text, const toml
   }
   const toml::table* qemu = document.get_as<toml::table>("qemu");
   if (qemu == nullptr || !qemu->contains("sandbox") || text.empty() || text.back() != '\n') {
-    return std::string("it ends before the [qemu] table that qvm writes last (the file was cut short)");
+    return std::string(
+        "it ends before the [qemu] table that qvm writes last (the file was cut short)");
   }
   return std::nullopt;
 }
@@ -1467,7 +1472,8 @@ Profile parse_profile_text(std::string_view text, const std::filesystem::path& o
   }
   if (stored) {
     if (auto problem = stored_copy_problem(text, document, *stored)) {
-      throw ProfileError({ProfileDiagnostic{file, 0, 0, "", *problem, ""}, stored_copy_fix(file, *stored)});
+      throw ProfileError(
+          {ProfileDiagnostic{file, 0, 0, "", *problem, ""}, stored_copy_fix(file, *stored)});
     }
   }
 

@@ -71,18 +71,22 @@ std::vector<store::NeededImage> SnapshotTree::profile_images() const {
   std::vector<store::NeededImage> needed;
   for (std::size_t i = 0; i < profile_.disks.size(); ++i) {
     const Disk& disk = profile_.disks[i];
-    needed.push_back({disk.path, "the image of disk " + std::to_string(i) + " in the VM's profile"});
-    if (disk.backing) needed.push_back({*disk.backing, "the backing image of disk " + std::to_string(i) + " in the VM's profile"});
+    needed.push_back(
+        {disk.path, "the image of disk " + std::to_string(i) + " in the VM's profile"});
+    if (disk.backing)
+      needed.push_back({*disk.backing,
+                        "the backing image of disk " + std::to_string(i) + " in the VM's profile"});
   }
   return needed;
 }
 
-std::vector<store::NeededImage> SnapshotTree::needed_images(const SnapshotMeta& meta,
-                                                            const std::string& except_snapshot) const {
+std::vector<store::NeededImage> SnapshotTree::needed_images(
+    const SnapshotMeta& meta, const std::string& except_snapshot) const {
   std::vector<store::NeededImage> needed = profile_images();
   for (const auto& record : meta.snapshots) {
     if (record.name == except_snapshot) continue;
-    for (const auto& disk : record.disks) needed.push_back({disk.image, "frozen by snapshot \"" + record.name + "\""});
+    for (const auto& disk : record.disks)
+      needed.push_back({disk.image, "frozen by snapshot \"" + record.name + "\""});
   }
   for (const auto& [disk, image] : meta.active) {
     needed.push_back({image, "the image disk " + std::to_string(disk) + " runs on"});
@@ -93,13 +97,17 @@ std::vector<store::NeededImage> SnapshotTree::needed_images(const SnapshotMeta& 
   return needed;
 }
 
-void SnapshotTree::delete_image(const fs::path& image, std::vector<store::NeededImage> needed) const {
-  const store::DeletionOutcome outcome = store::remove_owned_file(image, {vm_dir(), std::move(needed), std::nullopt, true});
+void SnapshotTree::delete_image(const fs::path& image,
+                                std::vector<store::NeededImage> needed) const {
+  const store::DeletionOutcome outcome =
+      store::remove_owned_file(image, {vm_dir(), std::move(needed), std::nullopt, true});
   if (outcome.kind != store::DeletionOutcome::Kind::kept) return;
-  throw SnapshotError(store::snapshot_meta_file(vm_dir()).string() + " names " + image.string() +
-                      " as an image to delete, but it " + outcome.reason + "; qvm deletes only the images it "
-                      "made in the VM's folder, so it was kept. Correct or restore snapshots.json (delete its "
-                      "\"pending\" entry to drop an interrupted operation)");
+  throw SnapshotError(
+      store::snapshot_meta_file(vm_dir()).string() + " names " + image.string() +
+      " as an image to delete, but it " + outcome.reason +
+      "; qvm deletes only the images it "
+      "made in the VM's folder, so it was kept. Correct or restore snapshots.json (delete its "
+      "\"pending\" entry to drop an interrupted operation)");
 }
 
 // A file qvm did not write can name any path and any disk; refuse it before recovery or an
@@ -108,8 +116,9 @@ void SnapshotTree::check_meta(const SnapshotMeta& meta) const {
   const std::string file = store::snapshot_meta_file(vm_dir()).string();
   auto check_disk = [&](std::size_t disk, const std::string& where) {
     if (disk >= profile_.disks.size()) {
-      throw SnapshotError(file + ": " + where + " names disk " + std::to_string(disk) + ", but the VM's profile has " +
-                          std::to_string(profile_.disks.size()) + " disks; correct or restore snapshots.json");
+      throw SnapshotError(file + ": " + where + " names disk " + std::to_string(disk) +
+                          ", but the VM's profile has " + std::to_string(profile_.disks.size()) +
+                          " disks; correct or restore snapshots.json");
     }
   };
   std::vector<std::pair<fs::path, std::size_t>> deletable;  // every image an operation may delete
@@ -130,10 +139,12 @@ void SnapshotTree::check_meta(const SnapshotMeta& meta) const {
   const std::vector<store::NeededImage> needed = profile_images();
   for (const auto& [image, disk] : deletable) {
     if (auto why = store::deletion_refused(image, {vm_dir(), needed, std::nullopt, true})) {
-      throw SnapshotError(file + " names " + image.string() + " as an overlay qvm made for disk " +
-                          std::to_string(disk) + ", but it " + *why + "; qvm deletes only the images it made in "
-                          "the VM's folder, so it touched nothing. Correct or restore snapshots.json (delete its "
-                          "\"pending\" entry to drop an interrupted operation)");
+      throw SnapshotError(
+          file + " names " + image.string() + " as an overlay qvm made for disk " +
+          std::to_string(disk) + ", but it " + *why +
+          "; qvm deletes only the images it made in "
+          "the VM's folder, so it touched nothing. Correct or restore snapshots.json (delete its "
+          "\"pending\" entry to drop an interrupted operation)");
     }
   }
 }

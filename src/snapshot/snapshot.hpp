@@ -76,7 +76,8 @@ class SnapshotTree {
   std::vector<store::NeededImage> needed_images(const store::SnapshotMeta& meta,
                                                 const std::string& except_snapshot = "") const;
   // Deletes an image qvm made in the VM's folder; throws SnapshotError naming it otherwise.
-  void delete_image(const std::filesystem::path& image, std::vector<store::NeededImage> needed) const;
+  void delete_image(const std::filesystem::path& image,
+                    std::vector<store::NeededImage> needed) const;
   void check_meta(const store::SnapshotMeta& meta) const;
 
   const store::VmStore& store_;

@@ -37,7 +37,8 @@ std::optional<fs::path> real_path_of(int dir_fd) {
 }
 
 bool is_within(const fs::path& inner, const fs::path& outer) {
-  auto [end_outer, end_inner] = std::mismatch(outer.begin(), outer.end(), inner.begin(), inner.end());
+  auto [end_outer, end_inner] =
+      std::mismatch(outer.begin(), outer.end(), inner.begin(), inner.end());
   return end_outer == outer.end();
 }
 
@@ -50,7 +51,9 @@ struct Examined {
 // Everything deletion_refused checks, on a folder opened once, so the unlink that follows
 // acts on the very folder that was checked.
 Examined examine(const fs::path& path, const DeletionRule& rule) {
-  auto kept = [](std::string why) { return Examined{{DeletionOutcome::Kind::kept, std::move(why)}, -1, ""}; };
+  auto kept = [](std::string why) {
+    return Examined{{DeletionOutcome::Kind::kept, std::move(why)}, -1, ""};
+  };
   const Examined absent{{DeletionOutcome::Kind::absent, ""}, -1, ""};
   if (!path.is_absolute()) return kept("is not an absolute path");
   for (const auto& part : path.relative_path()) {
@@ -78,10 +81,12 @@ Examined examine(const fs::path& path, const DeletionRule& rule) {
   }
   if (S_ISLNK(st.st_mode)) return refuse("is a symbolic link, not an image qvm made");
   if (!S_ISREG(st.st_mode)) return refuse("is not a regular file");
-  const FileIdentity identity{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
+  const FileIdentity identity{static_cast<std::uint64_t>(st.st_dev),
+                              static_cast<std::uint64_t>(st.st_ino)};
   for (const NeededImage& needed : rule.needed) {
     if (identity_of(needed.path) == identity) {
-      return refuse("is " + needed.why + (needed.path == path ? "" : " (" + needed.path.string() + ")"));
+      return refuse("is " + needed.why +
+                    (needed.path == path ? "" : " (" + needed.path.string() + ")"));
     }
   }
   if (rule.created) {

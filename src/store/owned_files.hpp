@@ -26,10 +26,9 @@ struct NeededImage {
 
 /// What a file must be for qvm to delete it: inside `folder` (its real folder is `folder`
 /// or below it, no `.` or `..` in its path, not a symlink), or else exactly the file qvm
-/// recorded creating (`created`); a regular file, with the qcow2 magic when `qcow2` (or empty: an image whose creation
-/// was cut short); and
-/// none of `needed` (compared by device and inode, so no other spelling or hard link of a
-/// needed image passes).
+/// recorded creating (`created`); a regular file, with the qcow2 magic when `qcow2` (or empty: an
+/// image whose creation was cut short); and none of `needed` (compared by device and inode, so no
+/// other spelling or hard link of a needed image passes).
 struct DeletionRule {
   std::filesystem::path folder;
   std::vector<NeededImage> needed;
@@ -45,7 +44,8 @@ struct DeletionOutcome {
 
 /// Why `path` must not be deleted under `rule`, or nullopt if it may be (or is not there).
 /// Never throws and never changes anything.
-std::optional<std::string> deletion_refused(const std::filesystem::path& path, const DeletionRule& rule);
+std::optional<std::string> deletion_refused(const std::filesystem::path& path,
+                                            const DeletionRule& rule);
 
 /// Deletes `path` if `rule` allows it, checked on the open folder right before the unlink.
 /// Never throws: a refusal or a failed unlink is a `kept` outcome with its reason.

@@ -95,13 +95,15 @@ std::string at_key(const std::string& where, const std::string& key) {
   return where.empty() ? "\"" + key + "\"" : where + "." + key;
 }
 
-const std::string& string_at(const nlohmann::json& object, const std::string& key, const std::string& where) {
+const std::string& string_at(const nlohmann::json& object, const std::string& key,
+                             const std::string& where) {
   const auto it = object.find(key);
   if (it == object.end() || !it->is_string()) throw Error(at_key(where, key) + " is not a string");
   return it->get_ref<const std::string&>();
 }
 
-std::string optional_string_at(const nlohmann::json& object, const std::string& key, const std::string& where) {
+std::string optional_string_at(const nlohmann::json& object, const std::string& key,
+                               const std::string& where) {
   const auto it = object.find(key);
   if (it == object.end() || it->is_null()) return "";
   if (!it->is_string()) throw Error(at_key(where, key) + " is not a string");
@@ -125,7 +127,8 @@ const nlohmann::json& object_at(const nlohmann::json& json, const char* key) {
 }
 
 std::size_t disk_index(const std::string& text, const std::string& where) {
-  if (text.empty() || text.size() > 9 || text.find_first_not_of("0123456789") != std::string::npos) {
+  if (text.empty() || text.size() > 9 ||
+      text.find_first_not_of("0123456789") != std::string::npos) {
     throw Error(where + " is not a disk index");
   }
   return static_cast<std::size_t>(std::stoul(text));
@@ -136,7 +139,9 @@ bool valid_name(const std::string& name) {
   return std::regex_match(name, valid);
 }
 
-std::string json_quoted(const std::string& text) { return nlohmann::json(text).dump(); }
+std::string json_quoted(const std::string& text) {
+  return nlohmann::json(text).dump();
+}
 
 // The tree must be one: names unique, every parent a snapshot, no parent cycle, `current`
 // a snapshot. Anything else is a file qvm did not write, and walking it (snapshot ls,
@@ -150,15 +155,16 @@ void check_tree(const SnapshotMeta& meta) {
   }
   for (const SnapshotRecord& record : meta.snapshots) {
     if (record.parent && !parents.count(*record.parent)) {
-      throw Error("snapshot " + json_quoted(record.name) + " has parent " + json_quoted(*record.parent) +
-                  ", which is not a snapshot");
+      throw Error("snapshot " + json_quoted(record.name) + " has parent " +
+                  json_quoted(*record.parent) + ", which is not a snapshot");
     }
   }
   for (const SnapshotRecord& record : meta.snapshots) {
     std::optional<std::string> up = record.parent;
     for (std::size_t steps = 0; up; ++steps) {
       if (*up == record.name || steps > parents.size()) {
-        throw Error("snapshot " + json_quoted(record.name) + " is its own ancestor (a parent cycle)");
+        throw Error("snapshot " + json_quoted(record.name) +
+                    " is its own ancestor (a parent cycle)");
       }
       up = parents.at(*up);
     }
@@ -172,10 +178,12 @@ void check_tree(const SnapshotMeta& meta) {
     const std::string fix =
         " (it records an interrupted snapshot operation; delete the \"pending\" entry to drop it)";
     if (op == "create" && parents.count(name)) {
-      throw Error("\"pending\" creates snapshot " + json_quoted(name) + ", which already exists" + fix);
+      throw Error("\"pending\" creates snapshot " + json_quoted(name) + ", which already exists" +
+                  fix);
     }
     if (op == "revert" && !parents.count(name)) {
-      throw Error("\"pending\" reverts to " + json_quoted(name) + ", which is not a snapshot" + fix);
+      throw Error("\"pending\" reverts to " + json_quoted(name) + ", which is not a snapshot" +
+                  fix);
     }
   }
 }
@@ -203,7 +211,8 @@ SnapshotMeta parse_meta(const nlohmann::json& json) {
   if (!json.contains("version")) throw Error("\"version\" is missing");
   meta.version = read_int<int>(json["version"], "\"version\"");
   meta.current = name_or_null_at(json, "current", "");
-  if (json.contains("next_sequence")) meta.next_sequence = read_int<unsigned>(json["next_sequence"], "\"next_sequence\"");
+  if (json.contains("next_sequence"))
+    meta.next_sequence = read_int<unsigned>(json["next_sequence"], "\"next_sequence\"");
   meta.pending = json.value("pending", nlohmann::json());
   check_pending(meta.pending);
   for (const auto& [disk, path] : object_at(json, "active").items()) {
@@ -213,7 +222,8 @@ SnapshotMeta parse_meta(const nlohmann::json& json) {
   }
   for (const auto& [path, overlay] : object_at(json, "overlays").items()) {
     const std::string where = "\"overlays\"[" + json_quoted(path) + "]";
-    if (!overlay.is_object() || !overlay.contains("disk")) throw Error(where + " is not an object with a backing and a disk");
+    if (!overlay.is_object() || !overlay.contains("disk"))
+      throw Error(where + " is not an object with a backing and a disk");
     meta.overlays[path] = OverlayImage{string_at(overlay, "backing", where),
                                        read_int<std::size_t>(overlay["disk"], where + ".disk")};
   }
@@ -226,7 +236,8 @@ SnapshotMeta parse_meta(const nlohmann::json& json) {
       if (!item.is_object()) throw Error(where + " is not an object");
       SnapshotRecord record;
       record.name = string_at(item, "name", where);
-      if (!valid_name(record.name)) throw Error(where + ".name " + json_quoted(record.name) + " is not a snapshot name");
+      if (!valid_name(record.name))
+        throw Error(where + ".name " + json_quoted(record.name) + " is not a snapshot name");
       record.description = optional_string_at(item, "description", where);
       record.created_at = optional_string_at(item, "created_at", where);
       record.parent = name_or_null_at(item, "parent", where);
@@ -236,8 +247,10 @@ SnapshotMeta parse_meta(const nlohmann::json& json) {
       for (std::size_t d = 0; d < disks->size(); ++d) {
         const nlohmann::json& disk = (*disks)[d];
         const std::string disk_where = where + ".disks[" + std::to_string(d) + "]";
-        if (!disk.is_object() || !disk.contains("disk")) throw Error(disk_where + " is not an object with a disk and an image");
-        record.disks.push_back({read_int<std::size_t>(disk["disk"], disk_where + ".disk"), string_at(disk, "image", disk_where)});
+        if (!disk.is_object() || !disk.contains("disk"))
+          throw Error(disk_where + " is not an object with a disk and an image");
+        record.disks.push_back({read_int<std::size_t>(disk["disk"], disk_where + ".disk"),
+                                string_at(disk, "image", disk_where)});
       }
       meta.snapshots.push_back(std::move(record));
     }
@@ -248,7 +261,9 @@ SnapshotMeta parse_meta(const nlohmann::json& json) {
 
 }  // namespace
 
-fs::path snapshot_meta_file(const fs::path& vm_dir) { return vm_dir / "snapshots.json"; }
+fs::path snapshot_meta_file(const fs::path& vm_dir) {
+  return vm_dir / "snapshots.json";
+}
 
 SnapshotMeta read_snapshot_meta(const fs::path& vm_dir) {
   const fs::path file = snapshot_meta_file(vm_dir);
@@ -277,7 +292,8 @@ SnapshotMeta read_snapshot_meta(const fs::path& vm_dir) {
   } catch (const Error& e) {
     const std::string what = e.what();
     // The pending checks carry their own fix.
-    throw Error(file.string() + ": " + what + (what.find("\"pending\" entry") == std::string::npos ? fix : ""));
+    throw Error(file.string() + ": " + what +
+                (what.find("\"pending\" entry") == std::string::npos ? fix : ""));
   }
 }
 

@@ -9,13 +9,16 @@
 namespace qvm::supervisor {
 namespace fs = std::filesystem;
 
-fs::path created_disks_file(const fs::path& vm_dir) { return vm_dir / "created-disks.json"; }
+fs::path created_disks_file(const fs::path& vm_dir) {
+  return vm_dir / "created-disks.json";
+}
 
 std::vector<CreatedDisk> parse_created_disks(const std::string& text, const fs::path& file) {
   auto fail = [&](const std::string& what) -> Error {
-    return Error(file.string() + ": " + what +
-                 "; qvm wrote it whole, so it was damaged or edited: restore it, or delete it (then "
-                 "`qvm rm --disks` deletes only what lies in the VM's folder)");
+    return Error(
+        file.string() + ": " + what +
+        "; qvm wrote it whole, so it was damaged or edited: restore it, or delete it (then "
+        "`qvm rm --disks` deletes only what lies in the VM's folder)");
   };
   const auto list = nlohmann::json::parse(text, nullptr, false);
   if (list.is_discarded()) throw fail("not JSON");
@@ -33,13 +36,18 @@ std::vector<CreatedDisk> parse_created_disks(const std::string& text, const fs::
       throw fail(where + " is not a path or an object with a \"path\"");
     }
     CreatedDisk disk{entry["path"].get<std::string>(), std::nullopt, ""};
-    const auto device = entry.contains("device") ? store::json_int<std::uint64_t>(entry["device"]) : std::nullopt;
-    const auto inode = entry.contains("inode") ? store::json_int<std::uint64_t>(entry["inode"]) : std::nullopt;
-    if (!device || !inode) throw fail(where + " (" + disk.path.string() + ") has no integer \"device\" and \"inode\"");
+    const auto device =
+        entry.contains("device") ? store::json_int<std::uint64_t>(entry["device"]) : std::nullopt;
+    const auto inode =
+        entry.contains("inode") ? store::json_int<std::uint64_t>(entry["inode"]) : std::nullopt;
+    if (!device || !inode)
+      throw fail(where + " (" + disk.path.string() + ") has no integer \"device\" and \"inode\"");
     disk.identity = store::FileIdentity{*device, *inode};
     if (entry.contains("format")) {
-      if (!entry["format"].is_string() || (entry["format"] != "qcow2" && entry["format"] != "raw")) {
-        throw fail(where + " (" + disk.path.string() + ") has a \"format\" that is not \"qcow2\" or \"raw\"");
+      if (!entry["format"].is_string() ||
+          (entry["format"] != "qcow2" && entry["format"] != "raw")) {
+        throw fail(where + " (" + disk.path.string() +
+                   ") has a \"format\" that is not \"qcow2\" or \"raw\"");
       }
       disk.format = entry["format"].get<std::string>();
     }
@@ -66,7 +74,9 @@ std::string created_disks_text(const std::vector<CreatedDisk>& disks) {
       json.push_back(disk.path.string());
       continue;
     }
-    nlohmann::json entry = {{"path", disk.path.string()}, {"device", disk.identity->device}, {"inode", disk.identity->inode}};
+    nlohmann::json entry = {{"path", disk.path.string()},
+                            {"device", disk.identity->device},
+                            {"inode", disk.identity->inode}};
     if (!disk.format.empty()) entry["format"] = disk.format;
     json.push_back(std::move(entry));
   }

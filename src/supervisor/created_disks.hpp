@@ -25,7 +25,8 @@ std::filesystem::path created_disks_file(const std::filesystem::path& vm_dir);
 /// entry without identity. Throws qvm::Error naming the file's path and the entry.
 std::vector<CreatedDisk> read_created_disks(const std::filesystem::path& vm_dir);
 /// The same, from the text of `file`.
-std::vector<CreatedDisk> parse_created_disks(const std::string& text, const std::filesystem::path& file);
+std::vector<CreatedDisk> parse_created_disks(const std::string& text,
+                                             const std::filesystem::path& file);
 /// created-disks.json's text for `disks` (entries without identity as plain paths).
 std::string created_disks_text(const std::vector<CreatedDisk>& disks);
 

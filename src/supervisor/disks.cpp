@@ -12,20 +12,23 @@ namespace fs = std::filesystem;
 std::string detect_image_format(const fs::path& image, const host::ProgramRunner& run) {
   auto out = run({"qemu-img", "info", "--output=json", "-U", image.string()});
   auto info = nlohmann::json::parse(out.out, nullptr, false);
-  if (out.exit_code != 0 || !info.is_object() || !info.contains("format") || !info["format"].is_string()) {
+  if (out.exit_code != 0 || !info.is_object() || !info.contains("format") ||
+      !info["format"].is_string()) {
     throw Error("cannot inspect " + image.string() + ": " + out.out.substr(0, 300));
   }
   return info["format"].get<std::string>();
 }
 
-std::vector<CreatedDisk> create_missing_disks(const Profile& profile, const host::ProgramRunner& run) {
+std::vector<CreatedDisk> create_missing_disks(const Profile& profile,
+                                              const host::ProgramRunner& run) {
   std::vector<CreatedDisk> created;
   try {
     for (const Disk& disk : profile.disks) {
       std::error_code ec;
       if (fs::exists(disk.path, ec)) continue;
       if (!disk.size_bytes && !disk.backing) {
-        throw Error("disk " + disk.path.string() + " does not exist and the profile gives no size to create it");
+        throw Error("disk " + disk.path.string() +
+                    " does not exist and the profile gives no size to create it");
       }
       fs::create_directories(disk.path.parent_path(), ec);
       const std::string format(to_string(disk.format));
@@ -74,13 +77,16 @@ void record_created_disks(const store::VmStore& store, const std::string& name,
 namespace {
 
 // What the VM's own profile and every other VM of the state root still run on.
-std::vector<store::NeededImage> images_still_needed(const store::VmStore& store, const std::string& name) {
+std::vector<store::NeededImage> images_still_needed(const store::VmStore& store,
+                                                    const std::string& name) {
   std::vector<store::NeededImage> needed;
   try {
     const Profile profile = store.load_profile(name);
     for (std::size_t i = 0; i < profile.disks.size(); ++i) {
       if (profile.disks[i].backing) {
-        needed.push_back({*profile.disks[i].backing, "the backing image of disk " + std::to_string(i) + " of VM \"" + name + "\""});
+        needed.push_back(
+            {*profile.disks[i].backing,
+             "the backing image of disk " + std::to_string(i) + " of VM \"" + name + "\""});
       }
     }
   } catch (const Error&) {
@@ -94,7 +100,8 @@ std::vector<store::NeededImage> images_still_needed(const store::VmStore& store,
       for (std::size_t i = 0; i < profile.disks.size(); ++i) {
         needed.push_back({profile.disks[i].path, "disk " + std::to_string(i) + " of " + vm});
         if (profile.disks[i].backing) {
-          needed.push_back({*profile.disks[i].backing, "the backing image of disk " + std::to_string(i) + " of " + vm});
+          needed.push_back({*profile.disks[i].backing,
+                            "the backing image of disk " + std::to_string(i) + " of " + vm});
         }
       }
     } catch (const Error&) {
@@ -102,9 +109,11 @@ std::vector<store::NeededImage> images_still_needed(const store::VmStore& store,
     try {
       const auto meta = store::read_snapshot_meta(store.paths(other).state_dir);
       for (const auto& record : meta.snapshots) {
-        for (const auto& disk : record.disks) needed.push_back({disk.image, "frozen by snapshot \"" + record.name + "\" of " + vm});
+        for (const auto& disk : record.disks)
+          needed.push_back({disk.image, "frozen by snapshot \"" + record.name + "\" of " + vm});
       }
-      for (const auto& [path, overlay] : meta.overlays) needed.push_back({overlay.backing, "a backing image of " + vm});
+      for (const auto& [path, overlay] : meta.overlays)
+        needed.push_back({overlay.backing, "a backing image of " + vm});
     } catch (const Error&) {
     }
   }
@@ -134,10 +143,12 @@ std::vector<fs::path> remove_created_disks(const store::VmStore& store, const st
     const store::DeletionOutcome outcome = store::remove_owned_file(disk.path, rule);
     if (outcome.kind == store::DeletionOutcome::Kind::deleted) deleted.push_back(disk.path);
     if (outcome.kind != store::DeletionOutcome::Kind::kept) continue;
-    keep(disk.path, "it " + outcome.reason +
-                        (disk.identity || !outcome.reason.starts_with("lies outside") ? std::string()
-                                       : " and created-disks.json has it from an older qvm, without its device "
-                                         "and inode, so qvm cannot tell it is the file it created"));
+    keep(disk.path,
+         "it " + outcome.reason +
+             (disk.identity || !outcome.reason.starts_with("lies outside")
+                  ? std::string()
+                  : " and created-disks.json has it from an older qvm, without its device "
+                    "and inode, so qvm cannot tell it is the file it created"));
   }
   return deleted;
 }

@@ -8,8 +8,8 @@
 #include "host/host_info.hpp"
 #include "qvm/profile.hpp"
 #include "qvm/vm.hpp"
-#include "supervisor/created_disks.hpp"
 #include "store/vm_store.hpp"
+#include "supervisor/created_disks.hpp"
 
 namespace qvm::supervisor {
 
@@ -18,7 +18,8 @@ namespace qvm::supervisor {
 /// format. Returns the images created, each with its device and inode. Throws qvm::Error
 /// with qemu-img's message; images created before the failure are removed again, so
 /// nothing is half-done.
-std::vector<CreatedDisk> create_missing_disks(const Profile& profile, const host::ProgramRunner& run);
+std::vector<CreatedDisk> create_missing_disks(const Profile& profile,
+                                              const host::ProgramRunner& run);
 
 /// The format qemu-img detects for an existing image ("qcow2", "raw", ...).
 std::string detect_image_format(const std::filesystem::path& image, const host::ProgramRunner& run);
@@ -35,7 +36,8 @@ void record_created_disks(const store::VmStore& store, const std::string& name,
 /// needs. Returns the images deleted; every other one is kept and, with `kept`, listed
 /// there with the reason. Never throws for what the files say: the caller can always go on
 /// and undefine the VM. The caller holds the operation lock.
-std::vector<std::filesystem::path> remove_created_disks(const store::VmStore& store, const std::string& name,
+std::vector<std::filesystem::path> remove_created_disks(const store::VmStore& store,
+                                                        const std::string& name,
                                                         std::vector<KeptDisk>* kept);
 
 }  // namespace qvm::supervisor

@@ -145,7 +145,8 @@ void check_snapshots_json(const std::string& text) {
     for (std::size_t steps = 0; up; ++steps) {
       const qvm::store::SnapshotRecord* parent = meta.find(*up);
       if (parent == nullptr || steps > meta.snapshots.size()) {
-        finding(kTarget, "read_snapshot_meta accepted a parent that is missing or a cycle", record.name);
+        finding(kTarget, "read_snapshot_meta accepted a parent that is missing or a cycle",
+                record.name);
       }
       up = parent->parent;
     }

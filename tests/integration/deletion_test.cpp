@@ -23,8 +23,12 @@ class DeletionIntegrationTest : public testing::StateDirTest {
   void SetUp() override {
     QVM_REQUIRE_TEST_GUEST();
     disk_ = dir_ / "g.qcow2";
-    ASSERT_EQ(process::run_program({"qemu-img", "create", "-q", "-f", "qcow2", disk_.string(), "64M"}).exit_code, 0);
-    profile_ = testing::write_guest_profile(dir_, testing::guest("g").toml("[[disk]]\npath = \"" + disk_.string() + "\"\n"));
+    ASSERT_EQ(
+        process::run_program({"qemu-img", "create", "-q", "-f", "qcow2", disk_.string(), "64M"})
+            .exit_code,
+        0);
+    profile_ = testing::write_guest_profile(
+        dir_, testing::guest("g").toml("[[disk]]\npath = \"" + disk_.string() + "\"\n"));
     Inventory::open(state_)->define(load_profile(profile_));
   }
 
@@ -33,18 +37,29 @@ class DeletionIntegrationTest : public testing::StateDirTest {
   // A snapshot create that crashed before its overlay existed, as recorded in snapshots.json,
   // except that the overlay it names is `overlay`.
   void plant_pending_create(const fs::path& overlay) {
-    nlohmann::json meta = {{"version", 1}, {"current", nullptr}, {"next_sequence", 2}, {"active", nlohmann::json::object()},
-                           {"overlays", nlohmann::json::object()}, {"snapshots", nlohmann::json::array()},
-                           {"pending", {{"op", "create"}, {"name", "s1"}, {"live", false},
-                                        {"disks", {{"0", {{"overlay", overlay.string()}, {"frozen", disk_.string()}}}}}}}};
+    nlohmann::json meta = {
+        {"version", 1},
+        {"current", nullptr},
+        {"next_sequence", 2},
+        {"active", nlohmann::json::object()},
+        {"overlays", nlohmann::json::object()},
+        {"snapshots", nlohmann::json::array()},
+        {"pending",
+         {{"op", "create"},
+          {"name", "s1"},
+          {"live", false},
+          {"disks", {{"0", {{"overlay", overlay.string()}, {"frozen", disk_.string()}}}}}}}};
     std::ofstream(meta_file(), std::ios::trunc) << meta.dump(2);
   }
 
-  void expect_refused(const std::vector<std::string>& args, const fs::path& victim, const std::string& why) {
+  void expect_refused(const std::vector<std::string>& args, const fs::path& victim,
+                      const std::string& why) {
     const auto result = qvm(args);
     EXPECT_EQ(result.exit_code, 1) << result.err;
     EXPECT_TRUE(result.err.starts_with("qvm: error: ")) << result.err;
-    EXPECT_NE(result.err.find(meta_file().string() + " names " + victim.string()), std::string::npos) << result.err;
+    EXPECT_NE(result.err.find(meta_file().string() + " names " + victim.string()),
+              std::string::npos)
+        << result.err;
     EXPECT_NE(result.err.find(why), std::string::npos) << result.err;
     EXPECT_TRUE(fs::exists(victim)) << victim << " was deleted by " << args[0];
     EXPECT_EQ(status("g").value("state", ""), "stopped");

@@ -379,7 +379,6 @@ TEST(SnapshotMetaTest, MalformedPendingOperationIsRefusedByName) {
   EXPECT_EQ(store::read_snapshot_meta(dir.path()).pending.value("name", ""), "a");
 }
 
-
 // snapshots.json can be edited or damaged. Whatever it names, recovery and every cleanup
 // delete only qcow2 images inside the VM's folder that nothing needs; anything else is
 // refused by path, and the file is left as it is.
@@ -391,7 +390,9 @@ class TamperedSnapshotMetaTest : public SnapshotTreeTest {
   // deleting `overlay`.
   void plant_pending_create(const fs::path& overlay) {
     auto m = meta();
-    m.pending = {{"op", "create"}, {"name", "s9"}, {"live", false},
+    m.pending = {{"op", "create"},
+                 {"name", "s9"},
+                 {"live", false},
                  {"disks", {{"0", {{"overlay", overlay.string()}, {"frozen", base_.string()}}}}}};
     store::write_snapshot_meta(vm_dir(), m);
   }
@@ -405,13 +406,16 @@ class TamperedSnapshotMetaTest : public SnapshotTreeTest {
       ADD_FAILURE() << "recovery accepted " << victim;
     } catch (const SnapshotError& e) {
       const std::string what = e.what();
-      EXPECT_NE(what.find((vm_dir() / "snapshots.json").string() + " names " + victim.string()), std::string::npos) << what;
+      EXPECT_NE(what.find((vm_dir() / "snapshots.json").string() + " names " + victim.string()),
+                std::string::npos)
+          << what;
       EXPECT_NE(what.find(why), std::string::npos) << what;
       EXPECT_NE(what.find("delete its \"pending\" entry"), std::string::npos) << what;
     }
     ASSERT_TRUE(fs::exists(victim)) << victim << " was deleted";
     EXPECT_EQ(testing::read_file(victim), before);
-    EXPECT_EQ(testing::read_file(vm_dir() / "snapshots.json"), meta_before) << "the record was changed";
+    EXPECT_EQ(testing::read_file(vm_dir() / "snapshots.json"), meta_before)
+        << "the record was changed";
   }
 };
 
@@ -442,7 +446,8 @@ TEST_F(TamperedSnapshotMetaTest, AHardLinkToTheBackingImageIsNeverDeleted) {
   fs::create_directories(link.parent_path());
   fs::create_hard_link(backing, link);
   plant_pending_create(link);
-  expect_refused(link, "is the backing image of disk 0 in the VM's profile (" + backing.string() + ")");
+  expect_refused(link,
+                 "is the backing image of disk 0 in the VM's profile (" + backing.string() + ")");
 }
 
 TEST_F(TamperedSnapshotMetaTest, AFileThatIsNotAnImageIsNeverDeleted) {
@@ -498,8 +503,10 @@ TEST_F(TamperedSnapshotMetaTest, AFrozenImageOutsideTheFolderIsNotDeletedByRemov
     tree().remove("s2");
     ADD_FAILURE() << "remove accepted it";
   } catch (const SnapshotError& e) {
-    EXPECT_NE(std::string(e.what()).find(victim.string() + " as an overlay qvm made for disk 0, but it lies outside"),
-              std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(victim.string() +
+                                         " as an overlay qvm made for disk 0, but it lies outside"),
+              std::string::npos)
+        << e.what();
   }
   EXPECT_TRUE(fs::exists(victim));
 }
@@ -513,9 +520,10 @@ TEST_F(TamperedSnapshotMetaTest, ADiskIndexTheProfileDoesNotHaveIsRefusedByName)
     tree().remove("s1");
     ADD_FAILURE() << "remove accepted it";
   } catch (const SnapshotError& e) {
-    EXPECT_EQ(std::string(e.what()), (vm_dir() / "snapshots.json").string() +
-                                         ": snapshot \"s1\" names disk 7, but the VM's profile has 2 disks; "
-                                         "correct or restore snapshots.json");
+    EXPECT_EQ(std::string(e.what()),
+              (vm_dir() / "snapshots.json").string() +
+                  ": snapshot \"s1\" names disk 7, but the VM's profile has 2 disks; "
+                  "correct or restore snapshots.json");
   }
 }
 
@@ -536,20 +544,27 @@ TEST(SnapshotMetaTest, ATreeThatIsNoTreeIsRefusedByName) {
   testing::TempDir dir;
   const std::string file = (dir / "snapshots.json").string();
   auto snap = [](const std::string& name, const char* parent) {
-    nlohmann::json record = {{"name", name}, {"parent", parent ? nlohmann::json(parent) : nlohmann::json(nullptr)},
+    nlohmann::json record = {{"name", name},
+                             {"parent", parent ? nlohmann::json(parent) : nlohmann::json(nullptr)},
                              {"disks", nlohmann::json::array()}};
     return record;
   };
   const std::vector<std::pair<nlohmann::json, std::string>> cases = {
-      {{{"version", 1}, {"snapshots", {snap("a", nullptr), snap("a", "a")}}}, "two snapshots are named \"a\""},
-      {{{"version", 1}, {"snapshots", {snap("a", "b"), snap("b", "a")}}}, "is its own ancestor (a parent cycle)"},
-      {{{"version", 1}, {"snapshots", {snap("a", "a")}}}, "snapshot \"a\" is its own ancestor (a parent cycle)"},
+      {{{"version", 1}, {"snapshots", {snap("a", nullptr), snap("a", "a")}}},
+       "two snapshots are named \"a\""},
+      {{{"version", 1}, {"snapshots", {snap("a", "b"), snap("b", "a")}}},
+       "is its own ancestor (a parent cycle)"},
+      {{{"version", 1}, {"snapshots", {snap("a", "a")}}},
+       "snapshot \"a\" is its own ancestor (a parent cycle)"},
       {{{"version", 1}, {"snapshots", {snap("a", nullptr), snap("b", "gone")}}},
        "snapshot \"b\" has parent \"gone\", which is not a snapshot"},
       {{{"version", 1}, {"current", "gone"}, {"snapshots", {snap("a", nullptr)}}},
        "\"current\" names \"gone\", which is not a snapshot"},
-      {{{"version", 1}, {"snapshots", {snap("../../x", nullptr)}}}, "\"snapshots\"[0].name \"../../x\" is not a snapshot name"},
-      {{{"version", 1}, {"snapshots", {snap("a", nullptr)}}, {"pending", {{"op", "create"}, {"name", "a"}}}},
+      {{{"version", 1}, {"snapshots", {snap("../../x", nullptr)}}},
+       "\"snapshots\"[0].name \"../../x\" is not a snapshot name"},
+      {{{"version", 1},
+        {"snapshots", {snap("a", nullptr)}},
+        {"pending", {{"op", "create"}, {"name", "a"}}}},
        "\"pending\" creates snapshot \"a\", which already exists"},
       {{{"version", 1}, {"pending", {{"op", "revert"}, {"name", "nope"}}}},
        "\"pending\" reverts to \"nope\", which is not a snapshot"},
@@ -580,11 +595,14 @@ TEST(SnapshotMetaTest, WrongTypesAreRefusedWithTheFilesPathAndTheEntry) {
       {R"({"version": 1, "active": {"zero": "/x"}})", "\"active\"[\"zero\"] is not a disk index"},
       {R"({"version": 1, "active": {"0": 5}})", "\"active\"[\"0\"] is not a path"},
       {R"({"version": 1, "active": []})", "\"active\" is not an object"},
-      {R"({"version": 1, "overlays": {"/o": {"backing": 1, "disk": 0}}})", "\"overlays\"[\"/o\"].backing is not a string"},
-      {R"({"version": 1, "overlays": {"/o": {"backing": "/b", "disk": -1}}})", "\"overlays\"[\"/o\"].disk is not an integer"},
+      {R"({"version": 1, "overlays": {"/o": {"backing": 1, "disk": 0}}})",
+       "\"overlays\"[\"/o\"].backing is not a string"},
+      {R"({"version": 1, "overlays": {"/o": {"backing": "/b", "disk": -1}}})",
+       "\"overlays\"[\"/o\"].disk is not an integer"},
       {R"({"version": 1, "snapshots": {}})", "\"snapshots\" is not an array"},
       {R"({"version": 1, "snapshots": [7]})", "\"snapshots\"[0] is not an object"},
-      {R"({"version": 1, "snapshots": [{"name": 7, "disks": []}]})", "\"snapshots\"[0].name is not a string"},
+      {R"({"version": 1, "snapshots": [{"name": 7, "disks": []}]})",
+       "\"snapshots\"[0].name is not a string"},
       {R"({"version": 1, "snapshots": [{"name": "a", "description": 7, "disks": []}]})",
        "\"snapshots\"[0].description is not a string"},
       {R"({"version": 1, "snapshots": [{"name": "a"}]})", "\"snapshots\"[0].disks is not an array"},

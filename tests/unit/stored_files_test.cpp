@@ -43,7 +43,8 @@ class StoredFilesTest : public ::testing::Test {
   void define(const Profile& p) const { Inventory::open(state())->define(p); }
 
   std::string stored_fix(const std::string& name) const {
-    return profile_file(name).string() + ": this is qvm's stored copy of the profile of VM \"" + name +
+    return profile_file(name).string() + ": this is qvm's stored copy of the profile of VM \"" +
+           name +
            "\", which it writes whole; qvm up PROFILE again to re-define the VM, or qvm rm " + name;
   }
 
@@ -60,15 +61,19 @@ TEST_F(StoredFilesTest, AnEmptyStoredProfileIsRefusedNeverADefaultVm) {
     const Profile loaded = store_.load_profile("x");
     ADD_FAILURE() << "loaded a VM named " << loaded.name << " from an empty file";
   } catch (const ProfileError& e) {
-    EXPECT_EQ(std::string(e.what()),
-              profile_file("x").string() + ": it has no name (the file is empty or damaged)\n" + stored_fix("x"));
+    EXPECT_EQ(std::string(e.what()), profile_file("x").string() +
+                                         ": it has no name (the file is empty or damaged)\n" +
+                                         stored_fix("x"));
   }
 }
 
 TEST_F(StoredFilesTest, AStoredProfileCutShortAnywhereIsRefused) {
-  define(profile("name = \"x\"\nmemory = \"256MiB\"\nagent = true\n"
-                 "[[disk]]\npath = \"/images/a.qcow2\"\nsize = \"1GiB\"\n[[disk]]\npath = \"/images/b.qcow2\"\nsize = \"2GiB\"\n"
-                 "[[net]]\nmode = \"user\"\nforward = [\"tcp:127.0.0.1:2222:22\"]\n[shutdown]\ntimeout = 5\n"));
+  define(
+      profile("name = \"x\"\nmemory = \"256MiB\"\nagent = true\n"
+              "[[disk]]\npath = \"/images/a.qcow2\"\nsize = \"1GiB\"\n[[disk]]\npath = "
+              "\"/images/b.qcow2\"\nsize = \"2GiB\"\n"
+              "[[net]]\nmode = \"user\"\nforward = "
+              "[\"tcp:127.0.0.1:2222:22\"]\n[shutdown]\ntimeout = 5\n"));
   const std::string whole = testing::read_file(profile_file("x"));
   ASSERT_EQ(store_.load_profile("x").disks.size(), 2u);
   std::size_t cuts = 0;
@@ -97,15 +102,16 @@ TEST_F(StoredFilesTest, AStoredProfileOfAnotherVmIsRefused) {
     store_.load_profile("x");
     ADD_FAILURE() << "loaded y's profile as x";
   } catch (const ProfileError& e) {
-    EXPECT_EQ(std::string(e.what()), profile_file("x").string() +
-                                         ": its name is \"y\", but it lies in the folder of VM \"x\"\n" +
-                                         stored_fix("x"));
+    EXPECT_EQ(std::string(e.what()),
+              profile_file("x").string() +
+                  ": its name is \"y\", but it lies in the folder of VM \"x\"\n" + stored_fix("x"));
   }
 }
 
 TEST_F(StoredFilesTest, AStoredProfileThatIsNotAProfileSaysHowToFixIt) {
   define(profile("name = \"x\"\n"));
-  std::ofstream(profile_file("x"), std::ios::trunc) << "name = \"x\"\ncpus = \"many\"\n[qemu]\nsandbox = true\n";
+  std::ofstream(profile_file("x"), std::ios::trunc)
+      << "name = \"x\"\ncpus = \"many\"\n[qemu]\nsandbox = true\n";
   try {
     store_.load_profile("x");
     ADD_FAILURE() << "accepted cpus = \"many\"";
@@ -137,11 +143,14 @@ host::ProgramOutput fake_qemu_img(const std::vector<std::string>& argv) {
   return {0, ""};
 }
 
-store::FileIdentity identity(const fs::path& path) { return store::identity_of(path).value(); }
+store::FileIdentity identity(const fs::path& path) {
+  return store::identity_of(path).value();
+}
 
 TEST_F(StoredFilesTest, CreatedDisksAreRecordedWithDeviceAndInode) {
-  const Profile p = profile("name = \"x\"\n[[disk]]\npath = \"disks/a.qcow2\"\nsize = \"1GiB\"\n"
-                            "[[disk]]\npath = \"disks/b.raw\"\nformat = \"raw\"\nsize = \"1GiB\"\n");
+  const Profile p = profile(
+      "name = \"x\"\n[[disk]]\npath = \"disks/a.qcow2\"\nsize = \"1GiB\"\n"
+      "[[disk]]\npath = \"disks/b.raw\"\nformat = \"raw\"\nsize = \"1GiB\"\n");
   define(p);
   const auto created = supervisor::create_missing_disks(p, fake_qemu_img);
   ASSERT_EQ(created.size(), 2u);
@@ -149,12 +158,14 @@ TEST_F(StoredFilesTest, CreatedDisksAreRecordedWithDeviceAndInode) {
   const auto json = nlohmann::json::parse(testing::read_file(vm_dir("x") / "created-disks.json"));
   const fs::path a = dir_ / "disks" / "a.qcow2";
   EXPECT_EQ(json, nlohmann::json::parse(
-                      nlohmann::json::array(
-                          {{{"path", a.string()}, {"device", identity(a).device}, {"inode", identity(a).inode}, {"format", "qcow2"}},
-                           {{"path", (dir_ / "disks" / "b.raw").string()},
-                            {"device", identity(dir_ / "disks" / "b.raw").device},
-                            {"inode", identity(dir_ / "disks" / "b.raw").inode},
-                            {"format", "raw"}}})
+                      nlohmann::json::array({{{"path", a.string()},
+                                              {"device", identity(a).device},
+                                              {"inode", identity(a).inode},
+                                              {"format", "qcow2"}},
+                                             {{"path", (dir_ / "disks" / "b.raw").string()},
+                                              {"device", identity(dir_ / "disks" / "b.raw").device},
+                                              {"inode", identity(dir_ / "disks" / "b.raw").inode},
+                                              {"format", "raw"}}})
                           .dump()));
   EXPECT_EQ(supervisor::read_created_disks(vm_dir("x")), created);
   // The same disk created again (the user deleted it) is recorded as the new file it is.
@@ -174,8 +185,10 @@ TEST_F(StoredFilesTest, ABrokenCreatedDisksRecordIsRefusedByPath) {
            {"[\"/a\", ", "not JSON"},
            {"{\"path\": \"/a\"}", "not a JSON array"},
            {"[7]", "entry 0 is not a path or an object with a \"path\""},
-           {"[{\"path\": \"/a\", \"device\": \"1\", \"inode\": 2}]", "entry 0 (/a) has no integer \"device\" and \"inode\""},
-           {"[{\"path\": \"/a\", \"device\": 1, \"inode\": 2, \"format\": \"vmdk\"}]", "entry 0 (/a) has a \"format\" that is not \"qcow2\" or \"raw\""}}) {
+           {"[{\"path\": \"/a\", \"device\": \"1\", \"inode\": 2}]",
+            "entry 0 (/a) has no integer \"device\" and \"inode\""},
+           {"[{\"path\": \"/a\", \"device\": 1, \"inode\": 2, \"format\": \"vmdk\"}]",
+            "entry 0 (/a) has a \"format\" that is not \"qcow2\" or \"raw\""}}) {
     std::ofstream(file, std::ios::trunc) << text;
     try {
       supervisor::read_created_disks(vm_dir("x"));
@@ -195,12 +208,14 @@ class RmDisksTest : public StoredFilesTest {
   void SetUp() override {
     base_ = dir_.write("images/base.qcow2", kQcow2Header + "the base every overlay reads");
     made_ = dir_.write("images/made.qcow2", kQcow2Header);
-    define(profile("name = \"x\"\n[[disk]]\npath = \"images/made.qcow2\"\nbacking = \"images/base.qcow2\"\n"));
+    define(profile(
+        "name = \"x\"\n[[disk]]\npath = \"images/made.qcow2\"\nbacking = \"images/base.qcow2\"\n"));
   }
 
   nlohmann::json entry(const fs::path& path, const char* format = "qcow2") const {
     const auto id = identity(path);
-    return {{"path", path.string()}, {"device", id.device}, {"inode", id.inode}, {"format", format}};
+    return {
+        {"path", path.string()}, {"device", id.device}, {"inode", id.inode}, {"format", format}};
   }
 
   void record(const nlohmann::json& list) const {
@@ -221,8 +236,8 @@ TEST_F(RmDisksTest, OnlyTheImageQvmCreatedIsDeleted) {
   const fs::path link = dir_ / "images" / "link.qcow2";
   fs::create_symlink(base_, link);
   const fs::path raw = dir_.write("images/made.raw", std::string(4096, '\0'));
-  nlohmann::json list = {entry(made_), entry(raw, "raw"), victim.string(), entry(base_), entry(not_image),
-                         entry(link), entry(replaced)};
+  nlohmann::json list = {entry(made_),     entry(raw, "raw"), victim.string(), entry(base_),
+                         entry(not_image), entry(link),       entry(replaced)};
   // replaced.qcow2 was deleted and another file took its name after qvm created it.
   // (Written beside it first, so that the new file cannot get the old one's inode.)
   fs::rename(dir_.write("images/replaced.new", kQcow2Header + "someone else's"), replaced);
@@ -233,17 +248,20 @@ TEST_F(RmDisksTest, OnlyTheImageQvmCreatedIsDeleted) {
   EXPECT_EQ(deleted, (std::vector<fs::path>{made_, raw}));
   EXPECT_FALSE(fs::exists(made_));
   EXPECT_FALSE(fs::exists(raw));
-  for (const fs::path& path : {victim, base_, not_image, replaced}) EXPECT_TRUE(fs::exists(path)) << path;
+  for (const fs::path& path : {victim, base_, not_image, replaced})
+    EXPECT_TRUE(fs::exists(path)) << path;
   EXPECT_TRUE(fs::is_symlink(link));
   std::map<fs::path, std::string> why;
   for (const auto& disk : kept) why[disk.path] = disk.reason;
-  EXPECT_EQ(why[victim], "it lies outside the VM's folder " + vm_dir("x").string() +
-                             " and created-disks.json has it from an older qvm, without its device and inode, "
-                             "so qvm cannot tell it is the file it created");
+  EXPECT_EQ(why[victim],
+            "it lies outside the VM's folder " + vm_dir("x").string() +
+                " and created-disks.json has it from an older qvm, without its device and inode, "
+                "so qvm cannot tell it is the file it created");
   EXPECT_EQ(why[base_], "it is the backing image of disk 0 of VM \"x\"");
   EXPECT_EQ(why[not_image], "it is not a qcow2 image");
   EXPECT_EQ(why[link], "it is a symbolic link, not an image qvm made");
-  EXPECT_EQ(why[replaced], "it is not the file qvm created there (its device and inode have changed since)");
+  EXPECT_EQ(why[replaced],
+            "it is not the file qvm created there (its device and inode have changed since)");
   EXPECT_EQ(kept.size(), 5u);
   EXPECT_FALSE(fs::exists(vm_dir("x"))) << "rm still undefines the VM";
 }
@@ -265,7 +283,8 @@ TEST_F(RmDisksTest, AnOldRecordDeletesNothingOutsideTheVmFolder) {
 
 TEST_F(RmDisksTest, AnImageAnotherVmRunsOnIsKept) {
   record(nlohmann::json::array({entry(made_)}));
-  define(profile("name = \"y\"\n[[disk]]\npath = \"images/y.qcow2\"\nbacking = \"images/made.qcow2\"\n", "y"));
+  define(profile(
+      "name = \"y\"\n[[disk]]\npath = \"images/y.qcow2\"\nbacking = \"images/made.qcow2\"\n", "y"));
   std::vector<KeptDisk> kept;
   EXPECT_TRUE(rm(kept).empty());
   EXPECT_TRUE(fs::exists(made_));
@@ -280,7 +299,9 @@ TEST_F(RmDisksTest, AnUnreadableRecordDeletesNothingButTheVmIsStillRemoved) {
   EXPECT_TRUE(fs::exists(made_));
   ASSERT_EQ(kept.size(), 1u);
   EXPECT_TRUE(kept[0].path.empty());
-  EXPECT_TRUE(kept[0].reason.starts_with((vm_dir("x") / "created-disks.json").string() + ": not JSON")) << kept[0].reason;
+  EXPECT_TRUE(
+      kept[0].reason.starts_with((vm_dir("x") / "created-disks.json").string() + ": not JSON"))
+      << kept[0].reason;
   EXPECT_TRUE(kept[0].reason.ends_with("; no disk was deleted")) << kept[0].reason;
   EXPECT_FALSE(fs::exists(vm_dir("x")));
 }
@@ -293,10 +314,12 @@ TEST_F(RmDisksTest, TheCliSaysWhatItDeletedAndWhatItKeptAndWhy) {
   const auto result = testing::qvm(state(), {"rm", "x", "--disks"});
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_EQ(result.out, "x: deleted " + made_.string() + "\nx: removed\n");
-  EXPECT_EQ(result.err, "qvm: warning: x: kept " + victim.string() + ": it lies outside the VM's folder " +
-                            vm_dir("x").string() +
-                            " and created-disks.json has it from an older qvm, without its device and inode, so "
-                            "qvm cannot tell it is the file it created\n");
+  EXPECT_EQ(
+      result.err,
+      "qvm: warning: x: kept " + victim.string() + ": it lies outside the VM's folder " +
+          vm_dir("x").string() +
+          " and created-disks.json has it from an older qvm, without its device and inode, so "
+          "qvm cannot tell it is the file it created\n");
   EXPECT_TRUE(fs::exists(victim));
   EXPECT_FALSE(fs::exists(vm_dir("x")));
 }
@@ -310,9 +333,11 @@ TEST_F(StoredFilesTest, SnapshotLsOfATreeWithDuplicateNamesIsRefusedNotACrash) {
        {std::vector<std::string>{"snapshot", "ls", "x"}, {"snapshot", "ls", "x", "--json"}}) {
     const auto result = testing::qvm(state(), args);
     EXPECT_EQ(result.exit_code, 1) << result.err;
-    EXPECT_EQ(result.err, "qvm: error: " + (vm_dir("x") / "snapshots.json").string() +
-                              ": two snapshots are named \"a\"; qvm wrote it whole, so it was damaged or edited: "
-                              "restore it, or correct that entry\n");
+    EXPECT_EQ(
+        result.err,
+        "qvm: error: " + (vm_dir("x") / "snapshots.json").string() +
+            ": two snapshots are named \"a\"; qvm wrote it whole, so it was damaged or edited: "
+            "restore it, or correct that entry\n");
   }
 }
 
@@ -322,7 +347,8 @@ TEST_F(StoredFilesTest, CommandsOnAnEmptyStoredProfileNameItsPath) {
   const auto result = testing::qvm(state(), {"snapshot", "create", "x", "s1"});
   EXPECT_EQ(result.exit_code, 2) << result.err;
   EXPECT_EQ(result.err, "qvm: error: " + profile_file("x").string() +
-                            ": it has no name (the file is empty or damaged)\n" + stored_fix("x") + "\n");
+                            ": it has no name (the file is empty or damaged)\n" + stored_fix("x") +
+                            "\n");
 }
 
 }  // namespace
