@@ -81,6 +81,13 @@ struct Shutdown {
   friend bool operator==(const Shutdown&, const Shutdown&) = default;
 };
 
+/// How large the VM's logs may grow (serial.log, qemu.log and events.jsonl each): at
+/// max_size a log is rotated to one `.1` copy, so each takes at most twice that on disk.
+struct Logs {
+  std::uint64_t max_size = std::uint64_t{8} << 20;  // bytes
+  friend bool operator==(const Logs&, const Logs&) = default;
+};
+
 /// A NoCloud seed for cloud-init, attached as a read-only CD-ROM labelled "cidata".
 struct CloudInit {
   std::optional<std::string> hostname;         // unset: the VM's name ("_" becomes "-")
@@ -125,6 +132,7 @@ struct Profile {
   std::optional<CloudInit> cloud_init;         // unset: no seed CD-ROM
   std::vector<Share> shares;
   Shutdown shutdown;
+  Logs logs;
   QemuOptions qemu;
   friend bool operator==(const Profile&, const Profile&) = default;
 };

@@ -46,9 +46,9 @@ constexpr std::string_view kNameOptionFile = "--name";
 constexpr std::string_view kNoFile = "<profile>";
 constexpr std::size_t kMaxProfileBytes = 1024 * 1024;
 
-constexpr std::array<std::string_view, 17> kTopKeys{
-    "name", "uuid", "memory", "cpus",       "machine", "accel",    "cpu", "firmware", "agent",
-    "ready", "boot", "disk",  "net",  "cloud_init", "share",   "shutdown", "qemu"};
+constexpr std::array<std::string_view, 18> kTopKeys{
+    "name", "uuid", "memory", "cpus",       "machine", "accel",    "cpu",  "firmware", "agent",
+    "ready", "boot", "disk",  "net",  "cloud_init", "share",   "shutdown", "logs", "qemu"};
 constexpr std::array<std::string_view, 3> kReadyKeys{"serial", "agent", "timeout"};
 constexpr std::array<std::string_view, 3> kBootKeys{"kernel", "initrd", "cmdline"};
 constexpr std::array<std::string_view, 7> kDiskKeys{"path", "format",  "bus",     "cache",
@@ -56,6 +56,7 @@ constexpr std::array<std::string_view, 7> kDiskKeys{"path", "format",  "bus",   
 constexpr std::array<std::string_view, 6> kNetKeys{"mode",  "bridge", "ifname",
                                                    "model", "mac",    "forward"};
 constexpr std::array<std::string_view, 2> kShutdownKeys{"timeout", "restart"};
+constexpr std::array<std::string_view, 1> kLogsKeys{"max_size"};
 constexpr std::array<std::string_view, 4> kQemuKeys{"binary", "extra_args", "sandbox", "user"};
 constexpr std::array<std::string_view, 4> kCloudInitKeys{"hostname", "user", "ssh_authorized_keys",
                                                          "user_data"};
@@ -64,6 +65,9 @@ constexpr std::array<std::string_view, 3> kShareKeys{"path", "tag", "readonly"};
 constexpr std::uint64_t kMinMemory = 16 * profile::kMiB;
 constexpr std::uint64_t kMaxMemory = profile::kTiB;
 constexpr std::uint64_t kMaxDiskSize = 64 * profile::kTiB;
+// Below a few lines of console a rotated log would show nothing useful.
+constexpr std::uint64_t kMinLogSize = 64 * profile::kKiB;
+constexpr std::uint64_t kMaxLogSize = profile::kTiB;
 constexpr unsigned kMaxCpus = 255;
 constexpr std::int64_t kMaxReadyTimeout = 86400;
 constexpr std::int64_t kMaxShutdownTimeout = 3600;
@@ -683,6 +687,9 @@ class ProfileValidator {
     if (const toml::table* shutdown = get_table(top, "shutdown")) {
       profile.shutdown = read_shutdown(TableRef{*shutdown, "shutdown"});
     }
+    if (const toml::table* logs = get_table(top, "logs")) {
+      profile.logs = read_logs(TableRef{*logs, "logs"});
+    }
     if (const toml::table* qemu = get_table(top, "qemu")) {
       profile.qemu = read_qemu(TableRef{*qemu, "qemu"});
     }
@@ -862,7 +869,7 @@ class ProfileValidator {
   // A size: a string with a unit or an integer count of MiB, within [min, max] bytes.
   std::optional<std::uint64_t> size_value(const toml::node& node, const std::string& key,
                                           std::uint64_t min, std::uint64_t max, bool whole_mib) {
-    const std::string too_small = whole_mib
+    const std::string too_small = whole_mib || min > 1
                                       ? " is less than the minimum of " + profile::format_size(min)
                                       : " is too small; use a size above 0, such as \"20GiB\"";
     const std::string too_large = " is more than the maximum of " + profile::format_size(max);
@@ -1373,6 +1380,17 @@ class ProfileValidator {
       shutdown.restart = *restart;
     }
     return shutdown;
+  }
+
+  Logs read_logs(const TableRef& table) {
+    check_keys(table, kLogsKeys);
+    Logs logs;
+    if (const toml::node* max_size = table.get("max_size")) {
+      if (auto bytes = size_value(*max_size, table.path("max_size"), kMinLogSize, kMaxLogSize, false)) {
+        logs.max_size = *bytes;
+      }
+    }
+    return logs;
   }
 
   QemuOptions read_qemu(const TableRef& table) {

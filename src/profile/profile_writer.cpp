@@ -121,6 +121,11 @@ std::string to_toml(const Profile& profile) {
   out.header("[shutdown]");
   out.integer("timeout", static_cast<std::uint64_t>(profile.shutdown.timeout.count()));
   out.string("restart", to_string(profile.shutdown.restart));
+  // Only when set, so the resolved profile of a VM that never asked stays as it was.
+  if (profile.logs != Logs{}) {
+    out.header("[logs]");
+    out.string("max_size", profile::format_size(profile.logs.max_size));
+  }
   out.header("[qemu]");
   out.string("binary", profile.qemu.binary);
   out.strings("extra_args", profile.qemu.extra_args);
