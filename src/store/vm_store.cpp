@@ -190,8 +190,8 @@ bool VmStore::supervisor_alive(std::string_view name) const {
   return FileLock::is_held(supervisor_lock(name));
 }
 
-void VmStore::append_event(std::string_view name, const nlohmann::json& entry) const {
-  append_line(vm_dir(name) / "events.jsonl", entry.dump());
+void VmStore::append_event(std::string_view name, const nlohmann::json& entry, std::uint64_t max_size) const {
+  append_to_log(vm_dir(name) / "events.jsonl", entry.dump(), max_size);
 }
 
 void VmStore::remove(std::string_view name) const {

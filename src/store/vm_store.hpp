@@ -10,6 +10,7 @@
 #include "qvm/profile.hpp"
 #include "qvm/vm.hpp"
 #include "store/files.hpp"
+#include "store/log_rotation.hpp"
 
 namespace qvm::store {
 
@@ -66,8 +67,10 @@ class VmStore {
   /// True if a supervisor process is alive for `name`.
   bool supervisor_alive(std::string_view name) const;
 
-  /// Appends one journal entry to events.jsonl.
-  void append_event(std::string_view name, const nlohmann::json& entry) const;
+  /// Appends one journal entry to events.jsonl; once the file reaches `max_size` (the
+  /// profile's logs.max_size) it is rotated to events.jsonl.1, replacing the previous one.
+  void append_event(std::string_view name, const nlohmann::json& entry,
+                    std::uint64_t max_size = kDefaultLogMaxSize) const;
 
   /// Deletes the VM's folder and runtime folder. The caller has stopped the VM.
   void remove(std::string_view name) const;

@@ -1,0 +1,260 @@
+#include "store/log_rotation.hpp"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "qvm/error.hpp"
+
+namespace qvm::store {
+namespace fs = std::filesystem;
+namespace {
+
+// How much of what a follower read last it keeps, to tell its own data in a new .1 from a
+// later generation's.
+constexpr std::size_t kTailBytes = 256;
+
+[[noreturn]] void fail(const std::string& what, const fs::path& path, int err) {
+  throw Error(what + " " + path.string() + ": " + std::strerror(err));
+}
+
+// Closes the descriptor (and with it any flock on it) on every way out.
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+  bool ok() const { return fd_ >= 0; }
+
+ private:
+  int fd_;
+};
+
+void lock(int fd, int operation, const fs::path& path) {
+  while (::flock(fd, operation) != 0) {
+    if (errno != EINTR) fail("cannot lock", path, errno);
+  }
+}
+
+void write_all(int fd, std::string_view data, const fs::path& path) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail("cannot write", path, errno);
+    }
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+// Appends to `out` what `fd` holds from `offset` on, at most `limit` bytes; returns how many.
+std::uint64_t read_from(int fd, std::uint64_t offset, std::uint64_t limit, std::string& out,
+                        const fs::path& path) {
+  char buffer[65536];
+  std::uint64_t total = 0;
+  while (total < limit) {
+    const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(sizeof buffer, limit - total));
+    const ssize_t n = ::pread(fd, buffer, want, static_cast<off_t>(offset + total));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail("cannot read", path, errno);
+    }
+    if (n == 0) break;
+    out.append(buffer, static_cast<std::size_t>(n));
+    total += static_cast<std::uint64_t>(n);
+  }
+  return total;
+}
+
+}  // namespace
+
+fs::path rotated_log(const fs::path& log) {
+  fs::path rotated = log;
+  rotated += ".1";
+  return rotated;
+}
+
+bool rotate_log_if_over(const fs::path& log, std::uint64_t max_size) {
+  Fd fd(::open(log.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+  if (!fd.ok()) {
+    if (errno == ENOENT) return false;
+    fail("cannot open", log, errno);
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) fail("cannot stat", log, errno);
+  if (!S_ISREG(st.st_mode) || static_cast<std::uint64_t>(st.st_size) < max_size) return false;
+  // A reader or an appender holds it for one read or one write: try again next time rather
+  // than wait here, in the supervisor's event loop.
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK || errno == EINTR) return false;
+    fail("cannot lock", log, errno);
+  }
+  if (::fstat(fd.get(), &st) != 0) fail("cannot stat", log, errno);
+  const auto size = static_cast<std::uint64_t>(st.st_size);
+  const bool legacy = size > 2 * max_size;
+  const std::uint64_t start = legacy ? size - max_size : 0;
+  // Where the file system can cut whole blocks off the front of a file (ext4, XFS), the
+  // first `collapse` bytes move to .1 and the kernel removes them under the inode lock that
+  // every write takes, so nothing a writer adds meanwhile is lost. Elsewhere (tmpfs, btrfs)
+  // the file is copied and truncated.
+  const auto block = static_cast<std::uint64_t>(st.st_blksize > 0 ? st.st_blksize : 4096);
+  std::uint64_t collapse = legacy ? 0 : (size - 1) / block * block;
+
+  const fs::path rotated = rotated_log(log);
+  fs::path temp = rotated;
+  temp += ".tmp";
+  // The folder is the VM's own (0700): a leftover temp file is ours, from a crash.
+  ::unlink(temp.c_str());
+  Fd out(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!out.ok()) fail("cannot create", temp, errno);
+  bool renamed = false;
+  // Copies [from, until) of the log (until the end as it is now, if `until` is 0); returns
+  // where it stopped.
+  auto copy = [&](std::uint64_t from, std::uint64_t until) {
+    char buffer[65536];
+    while (until == 0 || from < until) {
+      const std::size_t want =
+          until == 0 ? sizeof buffer : static_cast<std::size_t>(std::min<std::uint64_t>(sizeof buffer, until - from));
+      const ssize_t n = ::pread(fd.get(), buffer, want, static_cast<off_t>(from));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        fail("cannot read", log, errno);
+      }
+      if (n == 0) break;
+      write_all(out.get(), std::string_view(buffer, static_cast<std::size_t>(n)), renamed ? rotated : temp);
+      from += static_cast<std::uint64_t>(n);
+    }
+    return from;
+  };
+  try {
+    const std::uint64_t copied = copy(start, collapse);
+    // Rename before cutting: a crash in between leaves the lines twice, never nowhere.
+    if (::rename(temp.c_str(), rotated.c_str()) != 0) fail("cannot rename " + temp.string() + " to", rotated, errno);
+    renamed = true;
+    if (collapse > 0 &&
+        ::fallocate(fd.get(), FALLOC_FL_COLLAPSE_RANGE, 0, static_cast<off_t>(collapse)) == 0) {
+      return true;
+    }
+    // Copy the rest and truncate. Writers hold the log with O_APPEND: their next write
+    // lands at the new end, 0, and the file is not left sparse. Bytes they add between the
+    // last read and the truncation are lost.
+    copy(copied, 0);
+  } catch (...) {
+    if (!renamed) ::unlink(temp.c_str());
+    throw;
+  }
+  if (::ftruncate(fd.get(), 0) != 0) fail("cannot truncate", log, errno);
+  return true;
+}
+
+void append_to_log(const fs::path& log, std::string_view line, std::uint64_t max_size) {
+  std::uint64_t size = 0;
+  {
+    Fd fd(::open(log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd.ok()) fail("cannot open", log, errno);
+    // Shared: appenders do not wait for each other, only for a rotation in progress (whose
+    // truncation would otherwise erase this line after its copy was taken).
+    lock(fd.get(), LOCK_SH, log);
+    std::string data(line);
+    data += '\n';
+    write_all(fd.get(), data, log);
+    struct stat st {};
+    if (::fstat(fd.get(), &st) == 0) size = static_cast<std::uint64_t>(st.st_size);
+  }
+  if (size >= max_size) rotate_log_if_over(log, max_size);
+}
+
+LogFollower::LogFollower(fs::path log) : log_(std::move(log)) {}
+
+LogFollower::LogFollower(fs::path log, std::uint64_t offset) : log_(std::move(log)), offset_(offset) {
+  struct stat st {};
+  if (::stat(rotated_log(log_).c_str(), &st) == 0) rotated_id_ = FileId{st.st_dev, st.st_ino};
+  started_ = true;
+}
+
+std::string LogFollower::read_new(std::size_t max_bytes) {
+  Fd fd(::open(log_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (!fd.ok()) {
+    if (errno == ENOENT) return "";
+    fail("cannot open", log_, errno);
+  }
+  // Shared with other readers and appenders; a rotation (exclusive) is either wholly before
+  // or wholly after what is read here.
+  lock(fd.get(), LOCK_SH, log_);
+  std::string out;
+  const fs::path rotated_path = rotated_log(log_);
+  std::optional<FileId> rotated;
+  struct stat st {};
+  if (::stat(rotated_path.c_str(), &st) == 0) rotated = FileId{st.st_dev, st.st_ino};
+
+  if (!started_ || (rotated && rotated != rotated_id_)) {
+    Fd old(rotated ? ::open(rotated_path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK) : -1);
+    struct stat old_st {};
+    if (old.ok() && ::fstat(old.get(), &old_st) != 0) fail("cannot stat", rotated_path, errno);
+    const auto old_size = static_cast<std::uint64_t>(old_st.st_size);
+    // The bytes just before `at` in .1 followed by the current file's first `in_current`
+    // bytes: are they the ones last read? If not, more than one rotation happened and all
+    // of .1 is unread.
+    auto saw_last = [&](std::uint64_t at, std::uint64_t in_current) {
+      if (tail_.empty()) return true;
+      const std::uint64_t from_old = tail_.size() > in_current ? tail_.size() - in_current : 0;
+      if (from_old > at) return false;
+      std::string seen;
+      read_from(old.get(), at - from_old, from_old, seen, rotated_path);
+      read_from(fd.get(), in_current - (tail_.size() - from_old), tail_.size() - from_old, seen, log_);
+      return seen == tail_;
+    };
+    std::optional<std::uint64_t> keep_offset;
+    if (old.ok()) {
+      if (!started_) {
+        read_from(old.get(), 0, UINT64_MAX, out, rotated_path);
+      } else if (offset_ > old_size && saw_last(old_size, offset_ - old_size)) {
+        // Collapsed: .1 holds only a part of what was read, the rest is still in front.
+        keep_offset = offset_ - old_size;
+      } else {
+        const bool same = offset_ <= old_size && saw_last(offset_, 0);
+        read_from(old.get(), same ? offset_ : 0, UINT64_MAX, out, rotated_path);
+      }
+    }
+    if (keep_offset) {
+      offset_ = *keep_offset;
+      // Only what is still in the current file can be looked for after the next rotation.
+      if (tail_.size() > offset_) tail_.erase(0, tail_.size() - offset_);
+    } else {
+      offset_ = 0;
+      tail_.clear();
+    }
+    started_ = true;
+  }
+  rotated_id_ = rotated;
+
+  if (::fstat(fd.get(), &st) != 0) fail("cannot stat", log_, errno);
+  if (static_cast<std::uint64_t>(st.st_size) < offset_) {
+    // Emptied by something other than a rotation: start again at its beginning.
+    offset_ = 0;
+    tail_.clear();
+  }
+  const std::size_t before = out.size();
+  offset_ += read_from(fd.get(), offset_, max_bytes, out, log_);
+  tail_.append(out, before, std::string::npos);
+  if (tail_.size() > kTailBytes) tail_.erase(0, tail_.size() - kTailBytes);
+  return out;
+}
+
+std::string read_log_with_rotated(const fs::path& log) {
+  LogFollower follower(log);
+  std::string all;
+  for (std::string chunk = follower.read_new(); !chunk.empty(); chunk = follower.read_new()) all += chunk;
+  return all;
+}
+
+}  // namespace qvm::store
