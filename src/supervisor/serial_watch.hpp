@@ -7,6 +7,7 @@
 #include <regex>
 #include <string>
 
+#include "store/log_rotation.hpp"
 #include "supervisor/folder_watch.hpp"
 
 namespace qvm::supervisor {
@@ -15,7 +16,7 @@ namespace qvm::supervisor {
 /// calls `on_match` once when `pattern` matches a line appended to it (or the unfinished last
 /// line, so a prompt without a newline matches too). Only the last kMaxLine bytes of a line
 /// are searched: std::regex recurses per character, and the guest decides how long a line
-/// is. Wakes on inotify, with a slow timer as a safety net. Single-threaded on `io`;
+/// is. Reads across a rotation of the log (store::LogFollower). Wakes on inotify, with a slow timer as a safety net. Single-threaded on `io`;
 /// destroying it cancels the watch.
 class SerialWatch {
  public:
@@ -33,7 +34,7 @@ class SerialWatch {
   bool search_line();
 
   std::filesystem::path file_;
-  std::uint64_t offset_;
+  store::LogFollower follower_;
   std::regex pattern_;
   std::function<void(const std::string&)> on_match_;
   std::string line_;  // the line being read (its last kMaxLine bytes), where the pattern is searched

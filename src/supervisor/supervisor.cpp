@@ -26,6 +26,7 @@
 #include "supervisor/folder_watch.hpp"
 #include "supervisor/io_error.hpp"
 #include "supervisor/launch.hpp"
+#include "supervisor/log_rotation.hpp"
 #include "supervisor/serial_watch.hpp"
 #include "supervisor/state_saver.hpp"
 
@@ -84,6 +85,7 @@ struct Supervisor::Impl {
   VmStatus status;
   std::optional<store::FileLock> lock;
   std::unique_ptr<ControlServer> control;
+  std::unique_ptr<LogRotator> log_rotator;  // caps serial.log, qemu.log, events.jsonl
   asio::signal_set signals;
 
   // The current run of QEMU.
@@ -161,7 +163,7 @@ struct Supervisor::Impl {
   void journal(const std::string& event, nlohmann::json data = nlohmann::json::object()) {
     nlohmann::json entry = {{"time", store::format_time(env.now())}, {"event", event}, {"data", std::move(data)}};
     try {
-      store.append_event(options.name, entry);
+      store.append_event(options.name, entry, profile.logs.max_size);
     } catch (const std::exception&) {
       // A full disk must not take the VM down with it; state.json still tells the truth.
     }
@@ -560,7 +562,7 @@ struct Supervisor::Impl {
                             {"data", event.data},
                             {"qemu_time", {{"seconds", event.seconds}, {"microseconds", event.microseconds}}}};
     try {
-      store.append_event(options.name, entry);
+      store.append_event(options.name, entry, profile.logs.max_size);
     } catch (const std::exception&) {
     }
   }
@@ -660,6 +662,7 @@ struct Supervisor::Impl {
 
   static std::string tail_since(const fs::path& path, std::uint64_t offset, std::size_t lines) {
     std::ifstream in(path, std::ios::binary);
+    if (offset > size_or_zero(path)) offset = 0;  // rotated since: what is left is this run's
     in.seekg(static_cast<std::streamoff>(offset));
     std::vector<std::string> kept;
     for (std::string line; std::getline(in, line);) {
@@ -927,6 +930,9 @@ struct Supervisor::Impl {
         io, paths.runtime_dir / "control.sock",
         [this](const ControlRequest& request, std::shared_ptr<ControlReply> reply) { on_control(request, reply); });
     watch_signals();
+    log_rotator = std::make_unique<LogRotator>(
+        io, paths.state_dir, std::vector{paths.serial_log(), paths.qemu_log(), paths.state_dir / "events.jsonl"},
+        profile.logs.max_size, [this](const std::string& error) { journal("QVM_LOG_ROTATE_FAILED", {{"error", error}}); });
     if (options.attach_pid) {
       attach(*options.attach_pid);
     } else {
@@ -939,6 +945,7 @@ struct Supervisor::Impl {
     qmp.reset();
     serial_watch.reset();
     qmp_socket_watch.reset();
+    log_rotator.reset();
     control.reset();
     return exit_code;
   }
