@@ -10,6 +10,7 @@
 #include "cli/context.hpp"
 #include "cli/terminal_text.hpp"
 #include "qvm/qmp.hpp"
+#include "store/log_rotation.hpp"
 
 namespace qvm::cli {
 namespace {
@@ -42,33 +43,26 @@ std::string memory_text(std::uint64_t mib) {
   return std::to_string(mib) + "MiB";
 }
 
-// Copies what `path` gains to `out` until the VM stops (or forever if `follow_always`).
+// Copies `path` (its rotated `.1` copy first) to `out`, then with `follow` what it gains,
+// across rotations, until the VM stops.
 void follow_file(TerminalOutput& out, const std::filesystem::path& path, const Vm& vm, bool follow) {
-  std::ifstream in(path, std::ios::binary);
-  std::streamoff offset = 0;
-  char buffer[65536];
-  for (;;) {
-    if (!in.is_open()) in.open(path, std::ios::binary);
-    if (in.is_open()) {
-      in.clear();
-      in.seekg(offset);
-      while (in.read(buffer, sizeof buffer) || in.gcount() > 0) {
-        out.write({buffer, static_cast<std::size_t>(in.gcount())});
-        offset += in.gcount();
-      }
+  store::LogFollower log(path);
+  auto copy_new = [&] {
+    for (std::string chunk = log.read_new(); !chunk.empty(); chunk = log.read_new()) {
+      out.write(chunk);
     }
+  };
+  for (;;) {
+    copy_new();
     if (!follow) return out.finish();
     // Stop once the VM is down and the file has been read to its end.
     if (!is_active(vm.status().state)) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      in.clear();
-      in.seekg(offset);
-      while (in.read(buffer, sizeof buffer) || in.gcount() > 0) {
-        out.write({buffer, static_cast<std::size_t>(in.gcount())});
-      }
+      copy_new();
       return out.finish();
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    // Often enough that a flooding guest cannot rotate the log twice in between.
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
 }
 

@@ -1,12 +1,14 @@
 #include <signal.h>
 
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "qvm/agent.hpp"
 #include "qvm/qmp.hpp"
 #include "qvm/vm.hpp"
 #include "store/layout.hpp"
+#include "store/log_rotation.hpp"
 #include "store/vm_store.hpp"
 #include "supervisor/control.hpp"
 #include "supervisor/disks.hpp"
@@ -287,7 +289,8 @@ int Vm::exec(const std::vector<std::string>& argv, const std::function<void(std:
 
 std::vector<nlohmann::json> Vm::journal() const {
   std::vector<nlohmann::json> entries;
-  std::ifstream in(inventory_->impl().store.paths(name_).state_dir / "events.jsonl");
+  // events.jsonl.1 first: the journal goes on across a rotation.
+  std::istringstream in(store::read_log_with_rotated(inventory_->impl().store.paths(name_).state_dir / "events.jsonl"));
   for (std::string line; std::getline(in, line);) {
     // A line cut short by a full disk, or edited by hand, is skipped rather than fatal.
     auto entry = nlohmann::json::parse(line, nullptr, false);
@@ -301,9 +304,23 @@ std::vector<nlohmann::json> Vm::journal() const {
 std::optional<nlohmann::json> Vm::wait_for_event(std::string_view event, std::size_t after,
                                                  std::chrono::milliseconds timeout) const {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
+  // A rotation drops the oldest entries and shifts every index: what counts as "after" is
+  // what follows the last entry the caller had seen, found again by its content.
+  std::optional<std::string> last_seen;
   for (;;) {
     auto entries = journal();
-    for (std::size_t i = after; i < entries.size(); ++i) {
+    if (!last_seen && after > 0 && after <= entries.size()) last_seen = entries[after - 1].dump();
+    std::size_t first = after;
+    if (last_seen) {
+      first = 0;
+      for (std::size_t i = entries.size(); i > 0; --i) {
+        if (entries[i - 1].dump() == *last_seen) {
+          first = i;
+          break;
+        }
+      }
+    }
+    for (std::size_t i = first; i < entries.size(); ++i) {
       if (entries[i].value("event", "") == event) return entries[i];
     }
     if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
