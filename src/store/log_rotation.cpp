@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <thread>
 #include <cstring>
 
 #include "qvm/error.hpp"
@@ -83,7 +85,7 @@ fs::path rotated_log(const fs::path& log) {
   return rotated;
 }
 
-bool rotate_log_if_over(const fs::path& log, std::uint64_t max_size) {
+bool rotate_log_if_over(const fs::path& log, std::uint64_t max_size, std::chrono::milliseconds patience) {
   Fd fd(::open(log.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
   if (!fd.ok()) {
     if (errno == ENOENT) return false;
@@ -92,11 +94,14 @@ bool rotate_log_if_over(const fs::path& log, std::uint64_t max_size) {
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) fail("cannot stat", log, errno);
   if (!S_ISREG(st.st_mode) || static_cast<std::uint64_t>(st.st_size) < max_size) return false;
-  // A reader or an appender holds it for one read or one write: try again next time rather
-  // than wait here, in the supervisor's event loop.
-  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
-    if (errno == EWOULDBLOCK || errno == EINTR) return false;
-    fail("cannot lock", log, errno);
+  // A reader or an appender holds it for one read or one write. Not a blocking lock: a
+  // reader that never lets go must not stall the supervisor, and flock lets new shared
+  // holders in ahead of a waiting exclusive one, so readers in a loop would starve it.
+  const auto give_up = std::chrono::steady_clock::now() + patience;
+  while (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK && errno != EINTR) fail("cannot lock", log, errno);
+    if (std::chrono::steady_clock::now() >= give_up) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   if (::fstat(fd.get(), &st) != 0) fail("cannot stat", log, errno);
   const auto size = static_cast<std::uint64_t>(st.st_size);
@@ -170,7 +175,7 @@ void append_to_log(const fs::path& log, std::string_view line, std::uint64_t max
     struct stat st {};
     if (::fstat(fd.get(), &st) == 0) size = static_cast<std::uint64_t>(st.st_size);
   }
-  if (size >= max_size) rotate_log_if_over(log, max_size);
+  if (size >= max_size) rotate_log_if_over(log, max_size, std::chrono::milliseconds(50));
 }
 
 LogFollower::LogFollower(fs::path log) : log_(std::move(log)) {}

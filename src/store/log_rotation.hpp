@@ -2,6 +2,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -25,14 +26,16 @@ std::filesystem::path rotated_log(const std::filesystem::path& log);
 /// block stays in `log`); elsewhere the file is copied and truncated, and bytes a writer
 /// adds between the last read and the truncation are lost. Holds an exclusive flock(2) on
 /// `log` meanwhile, so LogFollower and append_to_log never see a rotation half done; if one
-/// of them holds it right now, does nothing (the next call rotates). Of a log above twice
+/// of them holds it for longer than `patience`, does nothing (the next call rotates). Of a log above twice
 /// `max_size` (written before logs were capped) only the last `max_size` bytes are kept.
 /// Returns true if it rotated; a missing log is not an error. Throws qvm::Error with the
 /// path and the OS reason.
-bool rotate_log_if_over(const std::filesystem::path& log, std::uint64_t max_size);
+bool rotate_log_if_over(const std::filesystem::path& log, std::uint64_t max_size,
+                        std::chrono::milliseconds patience = std::chrono::milliseconds(0));
 
 /// Appends `line` and a newline to `log` with one write(2), never in the middle of a
-/// rotation, then rotates it if it reached `max_size`. Throws qvm::Error (path, reason).
+/// rotation, then rotates it if it reached `max_size` (waiting up to 50 ms for readers).
+/// Throws qvm::Error (path, reason).
 void append_to_log(const std::filesystem::path& log, std::string_view line, std::uint64_t max_size);
 
 /// Reads a log that rotate_log_if_over rotates, in order and without repeats: first the

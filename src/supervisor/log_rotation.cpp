@@ -81,7 +81,8 @@ void LogRotator::check() {
   bool failed = false;
   for (const auto& log : logs_) {
     try {
-      if (store::rotate_log_if_over(log, max_size_)) ++rotations_;
+      // A reader holds a log for one read: worth a few milliseconds of the event loop.
+      if (store::rotate_log_if_over(log, max_size_, std::chrono::milliseconds(10))) ++rotations_;
     } catch (const std::exception& e) {
       failed = true;
       // Reported once: the report itself is a write to this folder, which wakes this watch.
