@@ -333,7 +333,7 @@ const ErrorCase kCases[] = {
      {},
      "/vm/dev.toml:1:1: colour: unknown key \"colour\"; valid keys here: name, uuid, memory, cpus, "
      "machine, accel, cpu, firmware, agent, ready, boot, disk, net, cloud_init, share, shutdown, "
-     "qemu\n"
+     "logs, qemu\n"
      "colour = \"red\"\n"
      "^"},
     {"TopLevelCaseOnly",
@@ -399,6 +399,54 @@ const ErrorCase kCases[] = {
      "restart\n"
      "signal = \"TERM\"\n"
      "^"},
+    {"LogsUnknownKey",
+     "[logs]\n"
+     "maxsize = \"1MiB\"\n",
+     {},
+     "/vm/dev.toml:2:1: logs.maxsize: unknown key \"maxsize\"; did you mean \"max_size\"?\n"
+     "maxsize = \"1MiB\"\n"
+     "^"},
+    {"LogsMaxSizeNotASize",
+     "[logs]\n"
+     "max_size = \"8MB\"\n",
+     {},
+     "/vm/dev.toml:2:12: logs.max_size: \"8MB\" is not a size; write a whole number and a binary unit (K, KiB, M, MiB, G, GiB, T or TiB), e.g. \"2GiB\" or \"1536MiB\"\n"
+     "max_size = \"8MB\"\n"
+     "           ^"},
+    {"LogsMaxSizeTooSmall",
+     "[logs]\n"
+     "max_size = \"4KiB\"\n",
+     {},
+     "/vm/dev.toml:2:12: logs.max_size: \"4KiB\" is less than the minimum of 64KiB\n"
+     "max_size = \"4KiB\"\n"
+     "           ^"},
+    {"LogsMaxSizeZero",
+     "[logs]\n"
+     "max_size = 0\n",
+     {},
+     "/vm/dev.toml:2:12: logs.max_size: 0 MiB is less than the minimum of 64KiB\n"
+     "max_size = 0\n"
+     "           ^"},
+    {"LogsMaxSizeTooLarge",
+     "[logs]\n"
+     "max_size = \"2TiB\"\n",
+     {},
+     "/vm/dev.toml:2:12: logs.max_size: \"2TiB\" is more than the maximum of 1TiB\n"
+     "max_size = \"2TiB\"\n"
+     "           ^"},
+    {"LogsMaxSizeWrongType",
+     "[logs]\n"
+     "max_size = true\n",
+     {},
+     "/vm/dev.toml:2:12: logs.max_size: expected string with a unit or integer (MiB), got boolean\n"
+     "max_size = true\n"
+     "           ^"},
+    {"LogsNotATable",
+     "logs = \"8MiB\"\n",
+     {},
+     "/vm/dev.toml:1:8: logs: expected table ([logs]), got string\n"
+     "logs = \"8MiB\"\n"
+     "       ^"},
     {"QemuTypo",
      "[qemu]\n"
      "extra-args = [\"-S\"]\n",
@@ -411,7 +459,7 @@ const ErrorCase kCases[] = {
      {},
      "/vm/dev.toml:1:1: \"a b\": unknown key \"a b\"; valid keys here: name, uuid, memory, cpus, "
      "machine, accel, cpu, firmware, agent, ready, boot, disk, net, cloud_init, share, shutdown, "
-     "qemu\n"
+     "logs, qemu\n"
      "\"a b\" = 1\n"
      "^"},
     {"MachineTypo",

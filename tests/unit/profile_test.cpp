@@ -540,6 +540,25 @@ TEST(ProfileTest, OverrideNameIsValidatedAndOptionNameWins) {
   EXPECT_EQ("option-name", parse_profile("", "/vm/dev.toml", options).name);
 }
 
+// --- [logs] ---
+
+TEST(ProfileTest, LogsAreCappedAt8MiBUnlessTheProfileSaysOtherwise) {
+  EXPECT_EQ(8u << 20, parse("").logs.max_size);
+  EXPECT_EQ(8u << 20, parse("[logs]\n").logs.max_size);
+  EXPECT_EQ(1u << 20, parse("[logs]\nmax_size = \"1MiB\"\n").logs.max_size);
+  EXPECT_EQ(64u << 10, parse("[logs]\nmax_size = \"64K\"\n").logs.max_size);
+  EXPECT_EQ(std::uint64_t{2} << 30, parse("[logs]\nmax_size = \"2GiB\"\n").logs.max_size);
+  // An integer counts MiB, as for memory and disk sizes.
+  EXPECT_EQ(32u << 20, parse("[logs]\nmax_size = 32\n").logs.max_size);
+  EXPECT_EQ(3u << 20, parse("", {"logs.max_size=3MiB"}).logs.max_size);
+}
+
+TEST(ProfileTest, ToTomlWritesLogsOnlyWhenSet) {
+  EXPECT_EQ(std::string::npos, to_toml(parse("")).find("[logs]"));
+  EXPECT_NE(std::string::npos,
+            to_toml(parse("[logs]\nmax_size = \"1MiB\"\n")).find("\n[logs]\nmax_size = \"1MiB\"\n"));
+}
+
 // --- to_toml ---
 
 TEST(ProfileTest, ToTomlSpellsOutEveryDefault) {
@@ -600,6 +619,7 @@ TEST(ProfileTest, ToTomlRoundTripsEveryKindOfProfile) {
       "size = \"7T\"\nreadonly = true\nbus = \"nvme\"\n[qemu]\nextra_args = [\"-S\", \"\", "
       "\"a,b\"]\n"
       "sandbox = false\n",
+      "[logs]\nmax_size = \"1536KiB\"\n",
   };
   for (const std::string& text : texts) {
     SCOPED_TRACE(text);
