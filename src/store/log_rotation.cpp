@@ -85,7 +85,8 @@ fs::path rotated_log(const fs::path& log) {
   return rotated;
 }
 
-bool rotate_log_if_over(const fs::path& log, std::uint64_t max_size, std::chrono::milliseconds patience) {
+bool rotate_log_if_over(const fs::path& log, std::uint64_t max_size, std::chrono::milliseconds patience,
+                        bool cut_blocks) {
   Fd fd(::open(log.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
   if (!fd.ok()) {
     if (errno == ENOENT) return false;
@@ -112,7 +113,7 @@ bool rotate_log_if_over(const fs::path& log, std::uint64_t max_size, std::chrono
   // every write takes, so nothing a writer adds meanwhile is lost. Elsewhere (tmpfs, btrfs)
   // the file is copied and truncated.
   const auto block = static_cast<std::uint64_t>(st.st_blksize > 0 ? st.st_blksize : 4096);
-  std::uint64_t collapse = legacy ? 0 : (size - 1) / block * block;
+  const std::uint64_t collapse = legacy || !cut_blocks ? 0 : (size - 1) / block * block;
 
   const fs::path rotated = rotated_log(log);
   fs::path temp = rotated;
@@ -175,7 +176,9 @@ void append_to_log(const fs::path& log, std::string_view line, std::uint64_t max
     struct stat st {};
     if (::fstat(fd.get(), &st) == 0) size = static_cast<std::uint64_t>(st.st_size);
   }
-  if (size >= max_size) rotate_log_if_over(log, max_size, std::chrono::milliseconds(50));
+  // Copied and truncated, never cut at a block: every line is written under the lock, so
+  // none is lost, and .1 begins and ends with a whole line, as JSON lines must.
+  if (size >= max_size) rotate_log_if_over(log, max_size, std::chrono::milliseconds(50), false);
 }
 
 LogFollower::LogFollower(fs::path log) : log_(std::move(log)) {}

@@ -23,7 +23,8 @@ std::filesystem::path rotated_log(const std::filesystem::path& log);
 /// it open with O_APPEND (QEMU's serial log and stdout) goes on writing at its new end.
 /// Where the file system can collapse a range (ext4, XFS) the whole blocks at the front
 /// are cut under the kernel's inode lock and nothing a writer adds is lost (less than a
-/// block stays in `log`); elsewhere the file is copied and truncated, and bytes a writer
+/// block stays in `log`, and the cut may fall inside a line); without `cut_blocks`, or
+/// elsewhere, the file is copied and truncated, and bytes a writer
 /// adds between the last read and the truncation are lost. Holds an exclusive flock(2) on
 /// `log` meanwhile, so LogFollower and append_to_log never see a rotation half done; if one
 /// of them holds it for longer than `patience`, does nothing (the next call rotates). Of a log above twice
@@ -31,7 +32,8 @@ std::filesystem::path rotated_log(const std::filesystem::path& log);
 /// Returns true if it rotated; a missing log is not an error. Throws qvm::Error with the
 /// path and the OS reason.
 bool rotate_log_if_over(const std::filesystem::path& log, std::uint64_t max_size,
-                        std::chrono::milliseconds patience = std::chrono::milliseconds(0));
+                        std::chrono::milliseconds patience = std::chrono::milliseconds(0),
+                        bool cut_blocks = true);
 
 /// Appends `line` and a newline to `log` with one write(2), never in the middle of a
 /// rotation, then rotates it if it reached `max_size` (waiting up to 50 ms for readers).

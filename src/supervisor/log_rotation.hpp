@@ -14,7 +14,7 @@
 namespace qvm::supervisor {
 
 /// Keeps each of `logs` (files in `folder`: serial.log and qemu.log, which QEMU writes
-/// itself, and events.jsonl) under `max_size` by rotating it to one `.1` copy
+/// itself) under `max_size` by rotating it to one `.1` copy
 /// (store::rotate_log_if_over) as soon as it reaches the cap. Wakes on inotify when a file
 /// in the folder is written, at most once per `min_interval` however fast the guest writes
 /// (a flood costs one check per interval, an idle VM none); without inotify, every

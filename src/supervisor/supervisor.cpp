@@ -85,7 +85,7 @@ struct Supervisor::Impl {
   VmStatus status;
   std::optional<store::FileLock> lock;
   std::unique_ptr<ControlServer> control;
-  std::unique_ptr<LogRotator> log_rotator;  // caps serial.log, qemu.log, events.jsonl
+  std::unique_ptr<LogRotator> log_rotator;  // caps serial.log and qemu.log (append_event: events.jsonl)
   asio::signal_set signals;
 
   // The current run of QEMU.
@@ -931,7 +931,7 @@ struct Supervisor::Impl {
         [this](const ControlRequest& request, std::shared_ptr<ControlReply> reply) { on_control(request, reply); });
     watch_signals();
     log_rotator = std::make_unique<LogRotator>(
-        io, paths.state_dir, std::vector{paths.serial_log(), paths.qemu_log(), paths.state_dir / "events.jsonl"},
+        io, paths.state_dir, std::vector{paths.serial_log(), paths.qemu_log()},
         profile.logs.max_size, [this](const std::string& error) { journal("QVM_LOG_ROTATE_FAILED", {{"error", error}}); });
     if (options.attach_pid) {
       attach(*options.attach_pid);
