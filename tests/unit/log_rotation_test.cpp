@@ -53,6 +53,11 @@ std::uint64_t allocated(const fs::path& path) {
   return ::stat(path.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_blocks) * 512 : 0;
 }
 
+long count_lines(const fs::path& path) {
+  const std::string text = testing::read_file(path);
+  return std::count(text.begin(), text.end(), '\n');
+}
+
 std::string numbered_line(int i) { return "line " + std::to_string(i) + " " + std::string(40, 'x') + "\n"; }
 
 // Every line "line N ..." in `text`, as N, in order.
@@ -293,6 +298,10 @@ TEST_F(LogReadersTest, TheJournalIsCappedAndReadAcrossItsRotation) {
   const auto journal = inventory->get("j").journal();
   ASSERT_FALSE(journal.empty());
   EXPECT_EQ(journal.back()["event"], "E2999");
+  // Every entry of both files, not only the current one's.
+  const std::string text = both(events);
+  EXPECT_EQ(journal.size(), static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')));
+  EXPECT_GT(journal.size(), static_cast<std::size_t>(count_lines(events)));
   // .1 first, then the current file: one unbroken run of entries.
   const int first = std::stoi(journal.front()["event"].get<std::string>().substr(1));
   for (std::size_t i = 0; i < journal.size(); ++i) {
