@@ -180,6 +180,10 @@ struct ProfileOptions {
   const FileChecker* files = nullptr;       // nullptr: the real filesystem
 };
 
+/// Whether NAME may name a VM or a snapshot: 1 to 63 letters, digits, ".", "_" or "-",
+/// starting with a letter or digit (so it is always one safe path component).
+bool is_valid_name(std::string_view name);
+
 /// Parses and validates TOML `text` that came from `origin` (relative paths resolve against
 /// its folder; diagnostics name it). Throws ProfileError listing every problem found.
 Profile parse_profile(std::string_view text, const std::filesystem::path& origin,

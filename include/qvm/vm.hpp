@@ -23,6 +23,8 @@ enum class VmState { stopped, starting, running, paused, stopping, crashed };
 std::string_view to_string(VmState state);
 /// The inverse of to_string; nullopt for anything else.
 std::optional<VmState> parse_vm_state(std::string_view text);
+/// True while a QEMU may be alive for the VM: starting, running, paused or stopping.
+bool is_active(VmState state);
 
 /// What proves that a process is a VM's QEMU, read from /proc when qvm started it: a pid
 /// alone is reused after the process ends, and a command line (`-uuid ...`) can be copied

@@ -15,11 +15,6 @@
 namespace qvm::cli {
 namespace {
 
-bool is_active(VmState state) {
-  return state == VmState::starting || state == VmState::running || state == VmState::paused ||
-         state == VmState::stopping;
-}
-
 std::string uptime_text(const VmStatus& status) {
   if (!status.started_at || !is_active(status.state)) return "-";
   auto seconds = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() -

@@ -15,6 +15,7 @@
 
 #include "cli/cli.hpp"
 #include "cli/context.hpp"
+#include "command_line/qemu_img.hpp"
 #include "host/host_info.hpp"
 #include "process/run_program.hpp"
 #include "qvm/agent.hpp"
@@ -194,15 +195,17 @@ Profile transient_profile(Profile profile, const RunOptions& options, const stor
     Disk& disk = profile.disks[i];
     if (disk.readonly) continue;
     const fs::path overlay = disks / ("disk" + std::to_string(i) + ".qcow2");
-    std::vector<std::string> argv = {"qemu-img", "create", "-q", "-f", "qcow2"};
+    std::vector<std::string> argv;
     std::error_code ec;
     if (fs::exists(disk.path, ec)) {
-      argv.insert(argv.end(), {"-b", disk.path.string(), "-F", std::string(to_string(disk.format)), overlay.string()});
+      argv = qemu_img_create_argv(overlay, "qcow2",
+                                  BackingImage{disk.path, std::string(to_string(disk.format))},
+                                  std::nullopt);
     } else if (disk.backing) {
-      argv.insert(argv.end(), {"-b", disk.backing->string(), "-F", "qcow2", overlay.string()});
-      if (disk.size_bytes) argv.push_back(std::to_string(*disk.size_bytes));
+      argv = qemu_img_create_argv(overlay, "qcow2", BackingImage{*disk.backing, "qcow2"},
+                                  disk.size_bytes);
     } else {
-      argv.insert(argv.end(), {overlay.string(), std::to_string(disk.size_bytes.value_or(0))});
+      argv = qemu_img_create_argv(overlay, "qcow2", std::nullopt, disk.size_bytes.value_or(0));
     }
     auto out = process::run_program(argv);
     if (out.exit_code != 0) throw Error("cannot create a throwaway overlay for " + disk.path.string() + ": " + out.out);

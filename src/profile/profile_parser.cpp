@@ -159,12 +159,6 @@ std::optional<unsigned> first_control_character(std::string_view text) {
   return std::nullopt;
 }
 
-bool is_valid_name(std::string_view name) {
-  if (name.empty() || name.size() > 63 || !is_alnum(name.front())) return false;
-  return std::all_of(name.begin(), name.end(),
-                     [](char c) { return is_alnum(c) || c == '.' || c == '_' || c == '-'; });
-}
-
 constexpr std::string_view kNameRule =
     "use 1 to 63 letters, digits, \".\", \"_\" or \"-\", starting with a letter or digit";
 

@@ -1,10 +1,10 @@
 #include "snapshot/snapshot.hpp"
 
 #include <algorithm>
-#include <regex>
 #include <set>
 
 #include "command_line/command_line.hpp"
+#include "command_line/qemu_img.hpp"
 #include "qvm/qmp.hpp"
 #include "store/files.hpp"
 #include "store/owned_files.hpp"
@@ -54,8 +54,7 @@ SnapshotTree::SnapshotTree(const store::VmStore& store, std::string vm, Profile 
     : store_(store), vm_(std::move(vm)), profile_(std::move(profile)), env_(std::move(env)) {}
 
 void SnapshotTree::check_name(const std::string& name) {
-  static const std::regex valid("[A-Za-z0-9][A-Za-z0-9._-]{0,62}");
-  if (!std::regex_match(name, valid)) {
+  if (!is_valid_name(name)) {
     throw SnapshotError("\"" + name + "\" is not a snapshot name: use 1-63 letters, digits, '.', '_' "
                         "or '-', starting with a letter or digit");
   }
@@ -249,8 +248,8 @@ SnapshotRecord SnapshotTree::create(const std::string& name, const std::string& 
     for (std::size_t i : disks) {
       const bool overlay = meta.overlays.count(frozen[i]) != 0;
       const std::string format = overlay ? "qcow2" : std::string(to_string(profile_.disks[i].format));
-      auto out = env_.run({"qemu-img", "create", "-q", "-f", "qcow2", "-b", frozen[i].string(), "-F",
-                           format, overlays[i].string()});
+      auto out = env_.run(
+          qemu_img_create_argv(overlays[i], "qcow2", BackingImage{frozen[i], format}, std::nullopt));
       if (out.exit_code != 0) undo("qemu-img: " + out.out);
     }
   }
@@ -291,8 +290,8 @@ void SnapshotTree::revert(const std::string& name) {
   for (const auto& disk : record->disks) {
     const bool overlay = meta.overlays.count(disk.image) != 0;
     const std::string format = overlay ? "qcow2" : std::string(to_string(profile_.disks[disk.disk].format));
-    auto out = env_.run({"qemu-img", "create", "-q", "-f", "qcow2", "-b", disk.image.string(), "-F", format,
-                         overlays[disk.disk].string()});
+    auto out = env_.run(qemu_img_create_argv(overlays[disk.disk], "qcow2",
+                                             BackingImage{disk.image, format}, std::nullopt));
     if (out.exit_code != 0) {
       for (const auto& [i, file] : overlays) delete_image(file, needed_images(meta));
       meta.pending = nullptr;

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <deque>
+#include <fstream>
 #include <chrono>
 #include <thread>
 #include <cstring>
@@ -263,6 +265,23 @@ std::string read_log_with_rotated(const fs::path& log) {
   std::string all;
   for (std::string chunk = follower.read_new(); !chunk.empty(); chunk = follower.read_new()) all += chunk;
   return all;
+}
+
+std::string tail_lines(const fs::path& log, std::size_t count, std::uint64_t from) {
+  std::ifstream in(log, std::ios::binary);
+  std::error_code ec;
+  const auto size = fs::file_size(log, ec);
+  if (ec || from > size) from = 0;
+  in.seekg(static_cast<std::streamoff>(from));
+  std::deque<std::string> kept;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    kept.push_back(std::move(line));
+    if (kept.size() > count) kept.pop_front();
+  }
+  std::string out;
+  for (const auto& line : kept) out += (out.empty() ? "" : "\n") + line;
+  return out;
 }
 
 }  // namespace qvm::store

@@ -74,4 +74,9 @@ class LogFollower {
 /// The whole log, `.1` first, as one consistent snapshot ("" if neither exists).
 std::string read_log_with_rotated(const std::filesystem::path& log);
 
+/// The last `count` non-empty lines of `log` from byte `from` on, joined by newlines (no
+/// newline after the last); from the start if `log` is now shorter than `from` (rotated
+/// since: what it holds was written later). "" for a missing or unreadable file.
+std::string tail_lines(const std::filesystem::path& log, std::size_t count, std::uint64_t from = 0);
+
 }  // namespace qvm::store

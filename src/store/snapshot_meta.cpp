@@ -1,8 +1,8 @@
 #include "store/snapshot_meta.hpp"
 
-#include <regex>
 
 #include "qvm/error.hpp"
+#include "qvm/profile.hpp"
 #include "store/files.hpp"
 #include "store/json_int.hpp"
 
@@ -134,11 +134,6 @@ std::size_t disk_index(const std::string& text, const std::string& where) {
   return static_cast<std::size_t>(std::stoul(text));
 }
 
-bool valid_name(const std::string& name) {
-  static const std::regex valid("[A-Za-z0-9][A-Za-z0-9._-]{0,62}");
-  return std::regex_match(name, valid);
-}
-
 std::string json_quoted(const std::string& text) {
   return nlohmann::json(text).dump();
 }
@@ -236,7 +231,7 @@ SnapshotMeta parse_meta(const nlohmann::json& json) {
       if (!item.is_object()) throw Error(where + " is not an object");
       SnapshotRecord record;
       record.name = string_at(item, "name", where);
-      if (!valid_name(record.name))
+      if (!is_valid_name(record.name))
         throw Error(where + ".name " + json_quoted(record.name) + " is not a snapshot name");
       record.description = optional_string_at(item, "description", where);
       record.created_at = optional_string_at(item, "created_at", where);

@@ -90,6 +90,11 @@ std::optional<QemuIdentity> read_identity(const nlohmann::json& json) {
 
 }  // namespace
 
+bool is_active(VmState state) {
+  return state == VmState::starting || state == VmState::running || state == VmState::paused ||
+         state == VmState::stopping;
+}
+
 std::string_view to_string(VmState state) {
   for (const auto& [value, name] : kStates) {
     if (value == state) return name;

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <chrono>
 #include <thread>
-#include <regex>
 
 #include "profile/stored_profile.hpp"
 #include "store/layout.hpp"
@@ -17,8 +16,7 @@ VmStore::VmStore(fs::path state_root, fs::path runtime_root)
     : root_(std::move(state_root)), runtime_root_(std::move(runtime_root)) {}
 
 void VmStore::check_name(std::string_view name) {
-  static const std::regex valid("[A-Za-z0-9][A-Za-z0-9._-]{0,62}");
-  if (!std::regex_match(name.begin(), name.end(), valid)) {
+  if (!is_valid_name(name)) {
     throw UsageError("\"" + std::string(name) +
                      "\" is not a VM name: use 1-63 letters, digits, '.', '_' or '-', starting "
                      "with a letter or digit");

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "command_line/qemu_img.hpp"
 #include "qvm/error.hpp"
 #include "store/files.hpp"
 #include "store/snapshot_meta.hpp"
@@ -32,14 +33,11 @@ std::vector<CreatedDisk> create_missing_disks(const Profile& profile,
       }
       fs::create_directories(disk.path.parent_path(), ec);
       const std::string format(to_string(disk.format));
-      std::vector<std::string> argv = {"qemu-img", "create", "-q", "-f", format};
+      std::optional<BackingImage> backing;
       if (disk.backing) {
-        argv.insert(argv.end(), {"-b", fs::absolute(*disk.backing).string(), "-F",
-                                 detect_image_format(*disk.backing, run)});
+        backing = BackingImage{fs::absolute(*disk.backing), detect_image_format(*disk.backing, run)};
       }
-      argv.push_back(disk.path.string());
-      if (disk.size_bytes) argv.push_back(std::to_string(*disk.size_bytes));
-      auto out = run(argv);
+      auto out = run(qemu_img_create_argv(disk.path, format, backing, disk.size_bytes));
       if (out.exit_code != 0) {
         throw Error("cannot create disk " + disk.path.string() + ": " + out.out);
       }

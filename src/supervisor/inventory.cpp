@@ -26,11 +26,6 @@ struct Inventory::Impl {
 
 namespace {
 
-bool is_active(VmState state) {
-  return state == VmState::starting || state == VmState::running || state == VmState::paused ||
-         state == VmState::stopping;
-}
-
 // Extra time beyond the profile's ACPI timeout for quit, SIGTERM and SIGKILL.
 constexpr std::chrono::seconds kLadderTail{45};
 

@@ -14,6 +14,7 @@
 #include "process/child.hpp"
 #include "process/run_program.hpp"
 #include "store/files.hpp"
+#include "store/log_rotation.hpp"
 #include "snapshot/snapshot.hpp"
 #include "supervisor/control.hpp"
 #include "supervisor/disks.hpp"
@@ -23,11 +24,6 @@ namespace qvm::supervisor {
 namespace fs = std::filesystem;
 
 namespace {
-
-bool is_active(VmState state) {
-  return state == VmState::starting || state == VmState::running || state == VmState::paused ||
-         state == VmState::stopping;
-}
 
 fs::path supervisor_binary(const StartOptions& options) {
   if (!options.qvm_binary.empty()) return options.qvm_binary;
@@ -40,19 +36,6 @@ fs::path supervisor_binary(const StartOptions& options) {
 #else
   return "qvm";
 #endif
-}
-
-std::string tail_lines(const fs::path& path, std::size_t count) {
-  std::ifstream in(path);
-  std::vector<std::string> lines;
-  for (std::string line; std::getline(in, line);) {
-    if (line.empty()) continue;
-    lines.push_back(line);
-    if (lines.size() > count) lines.erase(lines.begin());
-  }
-  std::string out;
-  for (const auto& line : lines) out += (out.empty() ? "" : "\n") + line;
-  return out;
 }
 
 // Reads the supervisor's start report until it says ready or failed.
@@ -80,7 +63,7 @@ VmStatus await_start(store::VmStore& store, const std::string& name, int fd,
     ssize_t n = ::read(fd, chunk, sizeof chunk);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      std::string log = tail_lines(store.paths(name).state_dir / "supervisor.log", 5);
+      std::string log = store::tail_lines(store.paths(name).state_dir / "supervisor.log", 5);
       throw Error("the supervisor of \"" + name + "\" exited during start" +
                   (log.empty() ? std::string() : ":\n" + log));
     }

@@ -8,11 +8,6 @@ namespace qvm::supervisor {
 
 namespace {
 
-bool is_active(VmState state) {
-  return state == VmState::starting || state == VmState::running || state == VmState::paused ||
-         state == VmState::stopping;
-}
-
 }  // namespace
 
 StateSaver::StateSaver(boost::asio::io_context& io, Write write, Journal journal, VmState on_disk,

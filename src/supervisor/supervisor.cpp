@@ -20,6 +20,7 @@
 #include "qvm/qmp.hpp"
 #include "store/files.hpp"
 #include "store/layout.hpp"
+#include "store/log_rotation.hpp"
 #include "store/snapshot_meta.hpp"
 #include "supervisor/control.hpp"
 #include "supervisor/exit_reason.hpp"
@@ -593,7 +594,7 @@ struct Supervisor::Impl {
     // best accelerator that works, so start once more under TCG and say why.
     if (run_uses_kvm && !kvm_broken && profile.accel == Accel::automatic && !status.ready &&
         !start_reported && !start_error && intent == StopIntent::none) {
-      const std::string log = tail_since(paths.qemu_log(), qemu_log_offset, 8);
+      const std::string log = store::tail_lines(paths.qemu_log(), 8, qemu_log_offset);
       std::string lower = log;
       std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
       if (lower.find("kvm") != std::string::npos) {
@@ -618,7 +619,7 @@ struct Supervisor::Impl {
       if (start_unrecorded) start_failure = *start_error;
     } else if (!status.ready && !start_reported && why.reason_code != "host-request" &&
                why.reason_code != "host-kill") {
-      std::string log = tail_since(paths.qemu_log(), qemu_log_offset, 8);
+      std::string log = store::tail_lines(paths.qemu_log(), 8, qemu_log_offset);
       start_failure = "QEMU " + exit.describe() + " during start";
       if (!log.empty()) *start_failure += ":\n" + log;
       why = {VmState::crashed, "start failed: QEMU " + exit.describe(), "start-failed"};
@@ -658,21 +659,6 @@ struct Supervisor::Impl {
     if (should_restart(why)) return schedule_restart();
     exit_code = status.state == VmState::crashed ? 1 : 0;
     finish();
-  }
-
-  static std::string tail_since(const fs::path& path, std::uint64_t offset, std::size_t lines) {
-    std::ifstream in(path, std::ios::binary);
-    if (offset > size_or_zero(path)) offset = 0;  // rotated since: what is left is this run's
-    in.seekg(static_cast<std::streamoff>(offset));
-    std::vector<std::string> kept;
-    for (std::string line; std::getline(in, line);) {
-      if (line.empty()) continue;
-      kept.push_back(line);
-      if (kept.size() > lines) kept.erase(kept.begin());
-    }
-    std::string out;
-    for (const auto& line : kept) out += (out.empty() ? "" : "\n") + line;
-    return out;
   }
 
   bool should_restart(const ExitReason& why) const {
