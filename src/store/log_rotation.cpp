@@ -11,6 +11,7 @@
 #include <fstream>
 #include <chrono>
 #include <thread>
+#include <utility>
 #include <cstring>
 
 #include "qvm/error.hpp"
@@ -38,6 +39,7 @@ class Fd {
   Fd& operator=(const Fd&) = delete;
   int get() const { return fd_; }
   bool ok() const { return fd_ >= 0; }
+  int release() { return std::exchange(fd_, -1); }
 
  private:
   int fd_;
@@ -186,9 +188,35 @@ void append_to_log(const fs::path& log, std::string_view line, std::uint64_t max
 LogFollower::LogFollower(fs::path log) : log_(std::move(log)) {}
 
 LogFollower::LogFollower(fs::path log, std::uint64_t offset) : log_(std::move(log)), offset_(offset) {
+  rotated_fd_ = ::open(rotated_log(log_).c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   struct stat st {};
-  if (::stat(rotated_log(log_).c_str(), &st) == 0) rotated_id_ = FileId{st.st_dev, st.st_ino};
+  if (rotated_fd_ >= 0 && ::fstat(rotated_fd_, &st) == 0) rotated_id_ = FileId{st.st_dev, st.st_ino};
   started_ = true;
+}
+
+LogFollower::~LogFollower() {
+  if (rotated_fd_ >= 0) ::close(rotated_fd_);
+}
+
+LogFollower::LogFollower(LogFollower&& other) noexcept
+    : log_(std::move(other.log_)),
+      offset_(other.offset_),
+      rotated_id_(other.rotated_id_),
+      rotated_fd_(std::exchange(other.rotated_fd_, -1)),
+      tail_(std::move(other.tail_)),
+      started_(other.started_) {}
+
+LogFollower& LogFollower::operator=(LogFollower&& other) noexcept {
+  if (this != &other) {
+    if (rotated_fd_ >= 0) ::close(rotated_fd_);
+    log_ = std::move(other.log_);
+    offset_ = other.offset_;
+    rotated_id_ = other.rotated_id_;
+    rotated_fd_ = std::exchange(other.rotated_fd_, -1);
+    tail_ = std::move(other.tail_);
+    started_ = other.started_;
+  }
+  return *this;
 }
 
 std::string LogFollower::read_new(std::size_t max_bytes) {
@@ -202,14 +230,18 @@ std::string LogFollower::read_new(std::size_t max_bytes) {
   lock(fd.get(), LOCK_SH, log_);
   std::string out;
   const fs::path rotated_path = rotated_log(log_);
+  // Opened, not stat'ed by name: the descriptor is what proves the next time that this .1
+  // is still the same file (see rotated_fd_).
+  Fd old(::open(rotated_path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   std::optional<FileId> rotated;
   struct stat st {};
-  if (::stat(rotated_path.c_str(), &st) == 0) rotated = FileId{st.st_dev, st.st_ino};
+  struct stat old_st {};
+  if (old.ok()) {
+    if (::fstat(old.get(), &old_st) != 0) fail("cannot stat", rotated_path, errno);
+    rotated = FileId{old_st.st_dev, old_st.st_ino};
+  }
 
   if (!started_ || (rotated && rotated != rotated_id_)) {
-    Fd old(rotated ? ::open(rotated_path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK) : -1);
-    struct stat old_st {};
-    if (old.ok() && ::fstat(old.get(), &old_st) != 0) fail("cannot stat", rotated_path, errno);
     const auto old_size = static_cast<std::uint64_t>(old_st.st_size);
     // The bytes just before `at` in .1 followed by the current file's first `in_current`
     // bytes: are they the ones last read? If not, more than one rotation happened and all
@@ -230,9 +262,22 @@ std::string LogFollower::read_new(std::size_t max_bytes) {
       } else if (offset_ > old_size && saw_last(old_size, offset_ - old_size)) {
         // Collapsed: .1 holds only a part of what was read, the rest is still in front.
         keep_offset = offset_ - old_size;
+      } else if (offset_ <= old_size && saw_last(offset_, 0)) {
+        read_from(old.get(), offset_, UINT64_MAX, out, rotated_path);
       } else {
-        const bool same = offset_ <= old_size && saw_last(offset_, 0);
-        read_from(old.get(), same ? offset_ : 0, UINT64_MAX, out, rotated_path);
+        // Either more than one rotation passed, or the one that did kept only the end of an
+        // oversized log (so .1 begins at an unknown point of what was read). What was read
+        // last, if .1 holds it, ends where the unread part begins; a .1 that was cut from
+        // the front holds it at or before offset_. Not found: all of .1 is unread.
+        std::string whole;
+        read_from(old.get(), 0, UINT64_MAX, whole, rotated_path);
+        std::size_t unread = 0;
+        const auto end_limit = static_cast<std::size_t>(std::min<std::uint64_t>(offset_, whole.size()));
+        if (!tail_.empty() && end_limit >= tail_.size()) {
+          const auto found = whole.rfind(tail_, end_limit - tail_.size());
+          if (found != std::string::npos) unread = found + tail_.size();
+        }
+        out.append(whole, unread, std::string::npos);
       }
     }
     if (keep_offset) {
@@ -244,6 +289,10 @@ std::string LogFollower::read_new(std::size_t max_bytes) {
       tail_.clear();
     }
     started_ = true;
+  }
+  if (rotated != rotated_id_) {
+    if (rotated_fd_ >= 0) ::close(rotated_fd_);
+    rotated_fd_ = old.release();
   }
   rotated_id_ = rotated;
 

@@ -44,13 +44,19 @@ void append_to_log(const std::filesystem::path& log, std::string_view line, std:
 /// `.1` copy, then the current file, and on each later call what was added since, across
 /// rotations (the unread tail of the new `.1`, then the current file from its start). One
 /// rotation between two calls is followed exactly; if there were more, the lines of the
-/// generations in between are lost, never repeated. Not thread-safe; one per reader.
+/// generations in between are lost, never repeated (nor are lines a rotation of an oversized
+/// log dropped from its front). Each call holds a shared flock(2) on the log while it reads,
+/// so a reader that calls back to back, without waiting for news, can starve rotations.
+/// Not thread-safe; one per reader.
 class LogFollower {
  public:
   /// Reads from the beginning (.1, then the current file).
   explicit LogFollower(std::filesystem::path log);
   /// Reads only what the current file gains beyond `offset` (.1 counts as read).
   LogFollower(std::filesystem::path log, std::uint64_t offset);
+  ~LogFollower();
+  LogFollower(LogFollower&& other) noexcept;
+  LogFollower& operator=(LogFollower&& other) noexcept;
 
   /// What was written since the last call, at most about `max_bytes` of the current file
   /// (call again until it returns ""); "" if nothing new or the log does not exist yet.
@@ -67,6 +73,9 @@ class LogFollower {
   std::filesystem::path log_;
   std::uint64_t offset_ = 0;         // how far the current file has been read
   std::optional<FileId> rotated_id_;  // the .1 file as last seen (a new one means a rotation)
+  // That .1 file, kept open: once a rotation replaces it, its inode number would be free for
+  // the next .1, which would then look like the one already read.
+  int rotated_fd_ = -1;
   std::string tail_;                 // the last bytes read, to recognise them in a new .1
   bool started_ = false;             // whether the first read (or the offset) set rotated_id_
 };
