@@ -79,6 +79,7 @@ TEST_F(LogGrowthIntegrationTest, AFloodedConsoleStaysUnderTwiceTheCapAndLogsFoll
   std::thread meter([&] {
     while (flooding) {
       most = std::max<std::uint64_t>(most, size_of(serial) + size_of(rotated));
+      // A sampling period, not a wait: the peak is what is measured, every 5 ms.
       std::this_thread::sleep_for(5ms);
     }
   });

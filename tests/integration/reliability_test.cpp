@@ -7,7 +7,6 @@
 #include <future>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <thread>
 
 #include "process/run_program.hpp"
 #include "store/files.hpp"
@@ -18,6 +17,7 @@
 #include "support/guest_shell.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_guest.hpp"
+#include "support/wait.hpp"
 
 namespace qvm {
 namespace {
@@ -94,7 +94,9 @@ TEST_F(ReliabilityIntegrationTest, KilledSupervisorIsReplacedAndTheVmStaysManage
   nlohmann::json before = status("orphan");
   const int qemu = before["pid"];
   ASSERT_EQ(::kill(before["supervisor_pid"].get<int>(), SIGKILL), 0);
-  std::this_thread::sleep_for(500ms);
+  // Once the supervisor has exited, a QEMU tied to it (a parent-death signal, a lost pipe)
+  // has had its cause to die; the status below would see it gone, not only this check.
+  ASSERT_TRUE(testing::eventually([&] { return !testing::process_running(before["supervisor_pid"].get<int>()); }, 10s));
   EXPECT_EQ(::kill(qemu, 0), 0) << "QEMU died with its supervisor";
 
   // The next command notices and re-attaches; QEMU is the same process, and only one.
@@ -127,7 +129,9 @@ TEST_F(ReliabilityIntegrationTest, StaleStateAfterAHostRebootIsRecognised) {
   // A reboot takes both processes and keeps the files; the pid may now belong to anyone.
   ::kill(s["supervisor_pid"].get<int>(), SIGKILL);
   ::kill(s["pid"].get<int>(), SIGKILL);
-  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(testing::eventually([&] {
+    return !testing::process_running(s["supervisor_pid"].get<int>()) && !testing::process_running(s["pid"].get<int>());
+  }, 10s));
   auto state = nlohmann::json::parse(testing::read_file(state_ / "vms/ghost/state.json"));
   state["pid"] = ::getpid();  // a live process that is not this VM's QEMU
   store::write_file_atomically(state_ / "vms/ghost/state.json", state.dump());

@@ -86,17 +86,21 @@ TEST_F(RunIntegrationTest, KillingQvmMidRunLeavesNoProcessSocketOrFile) {
   auto path = profile();
   std::vector<std::string> argv = {testing::qvm_binary().string(), "--state-dir", state_.string(),
                                    "run", "--rm", "--accel", "tcg", "--name", "doomed", path.string(),
-                                   "--", "sleep", "600"};
+                                   "--", "sh", "-c", "echo qvm-run-command-started >/dev/console; exec sleep 600"};
+  bool command_started = false;
   auto killer = std::thread([&] {
-    // Once the command runs inside the guest, kill qvm with SIGKILL: no chance to clean up.
-    testing::eventually([&] { return testing::count_in_file(state_ / "vms/doomed/events.jsonl", "QVM_READY") > 0; }, 180s);
-    std::this_thread::sleep_for(1s);
+    // Once the command runs inside the guest (it says so on the serial console), kill qvm
+    // with SIGKILL: no chance to clean up.
+    command_started = testing::eventually(
+        [&] { return testing::count_in_file(state_ / "vms/doomed/serial.log", "qvm-run-command-started") > 0; },
+        180s);
     // `run` supervises in its own process, so the supervisor pid is qvm's.
     auto status = nlohmann::json::parse(testing::qvm(state_, {"status", "doomed", "--json"}).out);
     ::kill(status["supervisor_pid"].get<int>(), SIGKILL);
   });
   auto result = testing::run_command(argv, {}, "", 240s);
   killer.join();
+  EXPECT_TRUE(command_started) << "the command never ran in the guest: " << result.err;
   EXPECT_EQ(result.exit_code, -1) << "qvm was not killed: " << result.err;
   ASSERT_TRUE(testing::eventually(
       [&] { return testing::run_command({"pgrep", "-f", "--", state_.string()}).out.empty(); }, 20s))

@@ -32,6 +32,7 @@
 #include "supervisor/control.hpp"
 #include "support/cli_runner.hpp"
 #include "support/temp_dir.hpp"
+#include "support/test_guest.hpp"
 
 namespace qvm {
 namespace {
@@ -238,14 +239,9 @@ class SharedPlaceIntegrationTest : public ::testing::Test {
     ::close(go[1]);
     QvmRun run;
     int status = 0;
-    const auto deadline = std::chrono::steady_clock::now() + 120s;
-    while (::waitpid(pid, &status, WNOHANG) == 0) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, &status, 0);
-        break;
-      }
-      std::this_thread::sleep_for(10ms);
+    if (!testing::eventually([&] { return ::waitpid(pid, &status, WNOHANG) != 0; }, 120s)) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
     }
     if (written == 1 && WIFEXITED(status)) run.exit_code = WEXITSTATUS(status);
     run.out = testing::read_file(out_file);

@@ -4,7 +4,6 @@
 #include <signal.h>
 
 #include <future>
-#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "process/run_program.hpp"
@@ -14,6 +13,7 @@
 #include "support/guest_shell.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_guest.hpp"
+#include "support/wait.hpp"
 
 namespace qvm {
 namespace {
@@ -186,7 +186,13 @@ TEST_F(SnapshotIntegrationTest, QemuKilledDuringADeleteLeavesAChainThatOpensAndA
                                  "crash", "s2"},
                                 {{"QVM_STREAM_SPEED", "1048576"}}, "", 120s);
   });
-  std::this_thread::sleep_for(3s);
+  // Killed once the merge runs: QEMU tells every monitor, the supervisor's journals it.
+  ASSERT_TRUE(testing::eventually(
+      [&] {
+        return testing::journal_has(state_ / "vms/crash/events.jsonl", "JOB_STATUS_CHANGE", {{"status", "running"}});
+      },
+      60s))
+      << testing::read_file(state_ / "vms/crash/events.jsonl");
   ASSERT_EQ(::kill(pid, SIGKILL), 0);
   CommandResult interrupted = rm.get();
   EXPECT_NE(interrupted.exit_code, 0) << "the merge finished before QEMU was killed; make it slower";

@@ -280,6 +280,8 @@ TEST_F(TamperIntegrationTest, RmRacingUpStartOrDownNeverLeavesAQemuWithoutItsFol
     // Either command may go first.
     const bool rm_first = round % 4 >= 2;
     auto first = command(rm_first ? rm : args);
+    // Not a wait for anything: the random head start is the scenario, so that the second
+    // command lands at every stage of the first; the checks below hold whichever it hits.
     std::this_thread::sleep_for(std::chrono::milliseconds(delay));
     auto second = command(rm_first ? args : rm);
     const CommandResult a = first.get();
