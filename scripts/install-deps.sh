@@ -12,8 +12,8 @@ packages=(
   qemu-system-x86 qemu-utils ovmf
   # test guest: busybox initramfs around a Debian kernel
   busybox-static cpio gzip xz-utils zstd
-  # tests
-  procps
+  # tests (python3-jsonschema: the profile schema test validates profiles/ against `qvm schema`)
+  procps python3-jsonschema
   # fuzzing (scripts/fuzz.sh): clang with libFuzzer and the sanitizer runtimes, and
   # llvm-symbolizer for readable stack traces
   clang-14 libclang-rt-14-dev llvm-14

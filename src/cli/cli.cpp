@@ -117,6 +117,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
                  "where VM state lives (default: $QVM_STATE_DIR, $XDG_STATE_HOME/qvm, or "
                  "/var/lib/qvm as root)");
   add_validate_command(app, ctx);
+  add_schema_command(app, ctx);
   add_up_command(app, ctx);
   add_lifecycle_commands(app, ctx);
   add_inspection_commands(app, ctx);

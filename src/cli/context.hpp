@@ -38,6 +38,7 @@ struct Context {
 
 // Each adds one subcommand (or a family) to `app`; its callback sets ctx.action.
 void add_validate_command(CLI::App& app, Context& ctx);
+void add_schema_command(CLI::App& app, Context& ctx);     // schema: the profile's JSON Schema
 void add_up_command(CLI::App& app, Context& ctx);
 void add_lifecycle_commands(CLI::App& app, Context& ctx);   // start stop down kill pause ...
 void add_inspection_commands(CLI::App& app, Context& ctx);  // ls status logs events qmp
