@@ -183,6 +183,8 @@ class Vm {
 
   /// Files of interest.
   std::filesystem::path serial_log() const;
+  /// The journal's file (events.jsonl; journal() reads it across rotation).
+  std::filesystem::path journal_file() const;
   std::filesystem::path qemu_log() const;
   std::filesystem::path console_socket() const;
   std::filesystem::path qmp_socket() const;

@@ -167,7 +167,7 @@ void add_inspection_commands(CLI::App& app, Context& ctx) {
       ctx.action = [&ctx, name, follow] {
         Vm vm = ctx.inventory()->get(*name);
         TerminalOutput out(ctx.out, false);
-        follow_file(out, vm.serial_log().parent_path() / "events.jsonl", vm, *follow);
+        follow_file(out, vm.journal_file(), vm, *follow);
         return kSuccess;
       };
     });

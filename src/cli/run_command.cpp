@@ -189,12 +189,12 @@ Profile transient_profile(Profile profile, const RunOptions& options, const stor
   profile.shutdown.restart = RestartPolicy::no;
   // Every writable disk runs on a throwaway overlay; the images the profile names are
   // never written.
-  const fs::path disks = store.paths(profile.name).state_dir / "run-disks";
-  store::make_private_dir(disks);
+  const RunPaths files = store.paths(profile.name);
+  store::make_private_dir(files.run_disks());
   for (std::size_t i = 0; i < profile.disks.size(); ++i) {
     Disk& disk = profile.disks[i];
     if (disk.readonly) continue;
-    const fs::path overlay = disks / ("disk" + std::to_string(i) + ".qcow2");
+    const fs::path overlay = files.run_overlay(i);
     std::vector<std::string> argv;
     std::error_code ec;
     if (fs::exists(disk.path, ec)) {
@@ -243,7 +243,7 @@ int run_vm(Context& ctx, const RunOptions& options) {
     Vm vm = inventory->define(profile);
     if (options.rm) {
       // If even the reaper is killed (a whole cgroup at once), `qvm ls` removes what is left.
-      store::write_file_atomically(store.paths(profile.name).state_dir / "transient", "rm\n");
+      store::write_file_atomically(store.paths(profile.name).transient_marker(), "rm\n");
     }
 
     // The supervisor runs here, on its own thread: QEMU dies with that thread, and so

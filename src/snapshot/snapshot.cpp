@@ -5,6 +5,7 @@
 
 #include "command_line/command_line.hpp"
 #include "command_line/qemu_img.hpp"
+#include "command_line/run_paths.hpp"
 #include "qvm/qmp.hpp"
 #include "store/files.hpp"
 #include "store/owned_files.hpp"
@@ -192,7 +193,7 @@ SnapshotRecord SnapshotTree::create(const std::string& name, const std::string& 
   }
   const std::vector<std::size_t> disks = snapshot_disks();
   const unsigned sequence = meta.next_sequence++;
-  store::make_private_dir(vm_dir() / "disks");
+  store::make_private_dir(RunPaths{vm_dir(), {}}.snapshot_disks());
 
   // What each disk runs on now is what gets frozen; with a live VM, QEMU has the last word.
   std::optional<QmpSession> qmp;
@@ -205,7 +206,7 @@ SnapshotRecord SnapshotTree::create(const std::string& name, const std::string& 
   std::map<std::size_t, std::string> nodes;
   for (std::size_t i : disks) {
     frozen[i] = frozen_or_active(meta, i);
-    overlays[i] = vm_dir() / "disks" / (disk_device_id(i) + "." + std::to_string(sequence) + ".qcow2");
+    overlays[i] = RunPaths{vm_dir(), {}}.snapshot_overlay(disk_device_id(i), sequence);
     if (qmp) {
       auto active = active_node(blocks, i);
       if (!active || active->node.empty()) {
@@ -281,12 +282,12 @@ void SnapshotTree::revert(const std::string& name) {
   std::map<std::size_t, fs::path> overlays;
   nlohmann::json plan = nlohmann::json::object();
   for (const auto& disk : record->disks) {
-    overlays[disk.disk] = vm_dir() / "disks" / (disk_device_id(disk.disk) + "." + std::to_string(sequence) + ".qcow2");
+    overlays[disk.disk] = RunPaths{vm_dir(), {}}.snapshot_overlay(disk_device_id(disk.disk), sequence);
     plan[std::to_string(disk.disk)] = {{"overlay", overlays[disk.disk].string()}, {"frozen", disk.image.string()}};
   }
   meta.pending = {{"op", "revert"}, {"name", name}, {"disks", plan}};
   save(meta);
-  store::make_private_dir(vm_dir() / "disks");
+  store::make_private_dir(RunPaths{vm_dir(), {}}.snapshot_disks());
   for (const auto& disk : record->disks) {
     const bool overlay = meta.overlays.count(disk.image) != 0;
     const std::string format = overlay ? "qcow2" : std::string(to_string(profile_.disks[disk.disk].format));

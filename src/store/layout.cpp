@@ -98,7 +98,7 @@ RunPaths run_paths(const fs::path& state_root, const fs::path& runtime_root,
   key += '\0';
   key += name;
   RunPaths paths;
-  paths.state_dir = state_root / "vms" / std::string(name);
+  paths.state_dir = vms_dir(state_root) / std::string(name);
   paths.runtime_dir = runtime_root / hex64(mix(fnv1a(key)));
   return paths;
 }

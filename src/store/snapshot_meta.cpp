@@ -1,6 +1,7 @@
 #include "store/snapshot_meta.hpp"
 
 
+#include "command_line/run_paths.hpp"
 #include "qvm/error.hpp"
 #include "qvm/profile.hpp"
 #include "store/files.hpp"
@@ -257,7 +258,7 @@ SnapshotMeta parse_meta(const nlohmann::json& json) {
 }  // namespace
 
 fs::path snapshot_meta_file(const fs::path& vm_dir) {
-  return vm_dir / "snapshots.json";
+  return RunPaths{vm_dir, {}}.snapshots();
 }
 
 SnapshotMeta read_snapshot_meta(const fs::path& vm_dir) {
@@ -293,7 +294,7 @@ SnapshotMeta read_snapshot_meta(const fs::path& vm_dir) {
 }
 
 void write_snapshot_meta(const fs::path& vm_dir, const SnapshotMeta& meta) {
-  write_file_atomically(vm_dir / "snapshots.json", meta.to_json().dump(2) + "\n");
+  write_file_atomically(snapshot_meta_file(vm_dir), meta.to_json().dump(2) + "\n");
 }
 
 }  // namespace qvm::store

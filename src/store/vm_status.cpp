@@ -1,6 +1,7 @@
 #include <array>
 #include <cctype>
 
+#include "command_line/run_paths.hpp"
 #include "qvm/vm.hpp"
 #include "store/files.hpp"
 #include "store/json_int.hpp"
@@ -111,8 +112,9 @@ std::optional<VmState> parse_vm_state(std::string_view text) {
 
 nlohmann::json VmStatus::to_json() const {
   const auto runtime = runtime_dir.empty() ? std::filesystem::path() : runtime_dir;
-  auto socket = [&](const char* file) {
-    return runtime.empty() ? nlohmann::json(nullptr) : nlohmann::json((runtime / file).string());
+  const RunPaths files{state_dir, runtime};
+  auto socket = [&](const std::filesystem::path& path) {
+    return runtime.empty() ? nlohmann::json(nullptr) : nlohmann::json(path.string());
   };
   std::optional<double> uptime;
   if (started_at && (state == VmState::running || state == VmState::paused ||
@@ -146,10 +148,10 @@ nlohmann::json VmStatus::to_json() const {
       {"state_dir", state_dir.string()},
       {"runtime_dir", runtime_dir.string()},
       {"sockets",
-       {{"qmp", socket("qmp.sock")},
-        {"console", socket("console.sock")},
-        {"agent", socket("agent.sock")},
-        {"control", socket("control.sock")}}},
+       {{"qmp", socket(files.client_qmp())},
+        {"console", socket(files.console_socket())},
+        {"agent", socket(files.agent_socket())},
+        {"control", socket(files.control_socket())}}},
   };
 }
 

@@ -23,7 +23,7 @@ void VmStore::check_name(std::string_view name) {
   }
 }
 
-fs::path VmStore::vm_dir(std::string_view name) const { return root_ / "vms" / std::string(name); }
+fs::path VmStore::vm_dir(std::string_view name) const { return paths(name).state_dir; }
 
 RunPaths VmStore::paths(std::string_view name) const {
   return run_paths(root_, runtime_root_, name);
@@ -32,8 +32,8 @@ RunPaths VmStore::paths(std::string_view name) const {
 std::vector<std::string> VmStore::names() const {
   std::vector<std::string> result;
   std::error_code ec;
-  for (fs::directory_iterator it(root_ / "vms", ec), end; !ec && it != end; it.increment(ec)) {
-    if (it->is_directory(ec) && fs::exists(it->path() / "profile.toml", ec)) {
+  for (fs::directory_iterator it(vms_dir(root_), ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->is_directory(ec) && fs::exists(RunPaths{it->path(), {}}.profile(), ec)) {
       result.push_back(it->path().filename().string());
     }
   }
@@ -43,14 +43,15 @@ std::vector<std::string> VmStore::names() const {
 
 bool VmStore::defined(std::string_view name) const {
   std::error_code ec;
-  return fs::exists(vm_dir(name) / "profile.toml", ec);
+  return fs::exists(paths(name).profile(), ec);
 }
 
 VmStatus VmStore::define(const Profile& profile) {
   check_name(profile.name);
   make_private_dir(root_);
-  make_private_dir(root_ / "vms");
-  const fs::path dir = vm_dir(profile.name);
+  make_private_dir(vms_dir(root_));
+  const RunPaths files = paths(profile.name);
+  const fs::path dir = files.state_dir;
   make_private_dir(dir);
 
   std::optional<VmStatus> existing = read_status(profile.name);
@@ -63,10 +64,10 @@ VmStatus VmStore::define(const Profile& profile) {
   // Re-defining with the same profile (every `qvm up` of a defined VM) writes nothing: two
   // fsyncs and a rename are a visible part of a start.
   const std::string text = to_toml(resolved);
-  if (read_file_if_exists(dir / "profile.toml") != text) write_file_atomically(dir / "profile.toml", text);
+  if (read_file_if_exists(files.profile()) != text) write_file_atomically(files.profile(), text);
 
   VmStatus status = existing.value_or(VmStatus{});
-  if (!existing || !fs::exists(dir / "state.json")) {
+  if (!existing || !fs::exists(files.state())) {
     status.state = VmState::stopped;
     status.reason = "defined";
     status.reason_code = "defined";
@@ -74,7 +75,7 @@ VmStatus VmStore::define(const Profile& profile) {
   status.name = profile.name;
   status.uuid = *resolved.uuid;
   status.state_dir = dir;
-  status.runtime_dir = paths(profile.name).runtime_dir;
+  status.runtime_dir = files.runtime_dir;
   status.memory_mib = profile.memory_mib;
   status.cpus = profile.cpus;
   write_status(status);
@@ -83,7 +84,7 @@ VmStatus VmStore::define(const Profile& profile) {
 
 Profile VmStore::load_profile(std::string_view name) const {
   check_name(name);
-  const fs::path file = vm_dir(name) / "profile.toml";
+  const fs::path file = paths(name).profile();
   if (!defined(name)) throw Error("no VM named \"" + std::string(name) + "\" (see qvm ls)");
   return load_stored_profile(file, name);
 }
@@ -91,7 +92,7 @@ Profile VmStore::load_profile(std::string_view name) const {
 std::optional<VmStatus> VmStore::read_status(std::string_view name, std::string* broken) const {
   if (broken) broken->clear();
   if (!defined(name)) return std::nullopt;
-  const fs::path file = vm_dir(name) / "state.json";
+  const fs::path file = paths(name).state();
   VmStatus fallback;
   fallback.name = std::string(name);
   fallback.state_dir = vm_dir(name);
@@ -133,7 +134,7 @@ std::optional<VmStatus> VmStore::read_status(std::string_view name, std::string*
 void VmStore::write_status(const VmStatus& status, ReplacedFiles* replaced) const {
   // The name picks the folder: it must be a name, never a path.
   check_name(status.name);
-  const fs::path file = vm_dir(status.name) / "state.json";
+  const fs::path file = paths(status.name).state();
   const std::string text = status.to_json().dump(2) + "\n";
   // Unchanged (a re-define, a repeated save): the file on disk already says it.
   // A running VM does not outlive a power loss, and after one reconcile_status finds it
@@ -148,13 +149,12 @@ void VmStore::write_status(const VmStatus& status, ReplacedFiles* replaced) cons
 FileLock VmStore::lock_operations(std::string_view name, std::string_view what, LockMode mode) const {
   auto gone = [&] { return Error("no VM named \"" + std::string(name) + "\" (see qvm ls)"); };
   if (mode == LockMode::existing && !defined(name)) throw gone();
-  const fs::path path = vm_dir(name) / "operation.lock";
-  const std::string holder_text = std::string(what) + " (pid " + std::to_string(::getpid()) + ")";
+  const fs::path path = paths(name).operation_lock();
   auto attempt = [&]() -> std::optional<FileLock> {
     try {
       // `qvm rm` may have removed the folder while we waited: a define makes it again.
       if (mode == LockMode::create) make_private_dir(vm_dir(name));
-      return FileLock::try_acquire(path, holder_text);
+      return try_lock_operations(name, what);
     } catch (const Error&) {
       // `qvm rm` deleted the folder while we waited for it.
       if (mode == LockMode::existing && !defined(name)) throw gone();
@@ -180,8 +180,13 @@ FileLock VmStore::lock_operations(std::string_view name, std::string_view what, 
   return std::move(*lock);
 }
 
+std::optional<FileLock> VmStore::try_lock_operations(std::string_view name, std::string_view what) const {
+  return FileLock::try_acquire(paths(name).operation_lock(),
+                               std::string(what) + " (pid " + std::to_string(::getpid()) + ")");
+}
+
 fs::path VmStore::supervisor_lock(std::string_view name) const {
-  return vm_dir(name) / "supervisor.lock";
+  return paths(name).supervisor_lock();
 }
 
 bool VmStore::supervisor_alive(std::string_view name) const {
@@ -189,7 +194,7 @@ bool VmStore::supervisor_alive(std::string_view name) const {
 }
 
 void VmStore::append_event(std::string_view name, const nlohmann::json& entry, std::uint64_t max_size) const {
-  append_to_log(vm_dir(name) / "events.jsonl", entry.dump(), max_size);
+  append_to_log(paths(name).events(), entry.dump(), max_size);
 }
 
 void VmStore::remove(std::string_view name) const {

@@ -29,7 +29,7 @@ class VmStore {
 
   const std::filesystem::path& root() const { return root_; }
   /// Where this user's QEMU probe is remembered (in the runtime root: gone after a reboot).
-  std::filesystem::path qemu_probe_cache() const { return runtime_root_ / "qemu-probe.json"; }
+  std::filesystem::path qemu_probe_cache() const { return qvm::qemu_probe_cache(runtime_root_); }
   /// The files of VM `name` (it need not exist).
   RunPaths paths(std::string_view name) const;
   /// Names of every defined VM, sorted.
@@ -62,6 +62,11 @@ class VmStore {
   /// qvm::Error ("no VM named") if the VM is not defined, or was removed while waiting.
   FileLock lock_operations(std::string_view name, std::string_view what,
                            LockMode mode = LockMode::create) const;
+  /// Takes the VM's operation lock if no one holds it, at once and without creating the
+  /// folder; nullopt when another process holds it. `what` (plus this pid) is the holder
+  /// other commands name. Throws qvm::Error if the lock file cannot be opened. This and
+  /// lock_operations are the only ways qvm takes that lock.
+  std::optional<FileLock> try_lock_operations(std::string_view name, std::string_view what) const;
   /// The path of the lock the VM's supervisor holds for its whole life.
   std::filesystem::path supervisor_lock(std::string_view name) const;
   /// True if a supervisor process is alive for `name`.

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "command_line/run_paths.hpp"
 #include "qvm/error.hpp"
 #include "store/files.hpp"
 #include "store/json_int.hpp"
@@ -10,7 +11,7 @@ namespace qvm::supervisor {
 namespace fs = std::filesystem;
 
 fs::path created_disks_file(const fs::path& vm_dir) {
-  return vm_dir / "created-disks.json";
+  return RunPaths{vm_dir, {}}.created_disks();
 }
 
 std::vector<CreatedDisk> parse_created_disks(const std::string& text, const fs::path& file) {

@@ -108,9 +108,9 @@ std::vector<VmStatus> Inventory::list() const {
     VmStatus status = supervisor::reconcile_status(impl_->store, name);
     // A `qvm run --rm` VM whose qvm, reaper and QEMU were all killed: finish its removal.
     std::error_code ec;
-    if (!is_active(status.state) && fs::exists(impl_->store.paths(name).state_dir / "transient", ec) &&
+    if (!is_active(status.state) && fs::exists(impl_->store.paths(name).transient_marker(), ec) &&
         !impl_->store.supervisor_alive(name)) {
-      if (auto lock = store::FileLock::try_acquire(impl_->store.paths(name).state_dir / "operation.lock", "qvm ls cleanup")) {
+      if (auto lock = impl_->store.try_lock_operations(name, "qvm ls cleanup")) {
         impl_->store.remove(name);  // under the lock, as rm does
         continue;
       }
@@ -198,7 +198,7 @@ DownResult Vm::down(std::optional<std::chrono::seconds> timeout, bool force,
     }
   }
   nlohmann::json request = {{"op", "down"}, {"timeout", acpi.count()}, {"force", force}};
-  auto reply = supervisor::control_request(store.paths(name_).runtime_dir / "control.sock", request,
+  auto reply = supervisor::control_request(store.paths(name_).control_socket(), request,
                                            acpi + kLadderTail, progress);
   if (!reply.value("ok", false)) throw Error(reply.value("error", "down failed"));
   return {reply.value("step", ""), std::chrono::milliseconds(reply.value("elapsed_ms", 0)), this->status(),
@@ -214,7 +214,7 @@ VmStatus Vm::kill() const {
     if (status.pid && supervisor::is_vm_qemu(*status.pid, status.qemu)) ::kill(*status.pid, SIGKILL);
     return this->status();
   }
-  auto reply = supervisor::control_request(store.paths(name_).runtime_dir / "control.sock",
+  auto reply = supervisor::control_request(store.paths(name_).control_socket(),
                                            {{"op", "kill"}}, std::chrono::seconds(30));
   if (!reply.value("ok", false)) throw Error(reply.value("error", "kill failed"));
   return this->status();
@@ -285,7 +285,7 @@ int Vm::exec(const std::vector<std::string>& argv, const std::function<void(std:
 std::vector<nlohmann::json> Vm::journal() const {
   std::vector<nlohmann::json> entries;
   // events.jsonl.1 first: the journal goes on across a rotation.
-  std::istringstream in(store::read_log_with_rotated(inventory_->impl().store.paths(name_).state_dir / "events.jsonl"));
+  std::istringstream in(store::read_log_with_rotated(inventory_->impl().store.paths(name_).events()));
   for (std::string line; std::getline(in, line);) {
     // A line cut short by a full disk, or edited by hand, is skipped rather than fatal.
     auto entry = nlohmann::json::parse(line, nullptr, false);
@@ -428,6 +428,7 @@ void Vm::snapshot_remove(const std::string& name, const std::function<void(const
 }
 
 fs::path Vm::serial_log() const { return inventory_->impl().store.paths(name_).serial_log(); }
+fs::path Vm::journal_file() const { return inventory_->impl().store.paths(name_).events(); }
 fs::path Vm::qemu_log() const { return inventory_->impl().store.paths(name_).qemu_log(); }
 fs::path Vm::console_socket() const { return inventory_->impl().store.paths(name_).console_socket(); }
 fs::path Vm::qmp_socket() const { return inventory_->impl().store.paths(name_).client_qmp(); }

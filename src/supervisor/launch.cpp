@@ -63,7 +63,7 @@ VmStatus await_start(store::VmStore& store, const std::string& name, int fd,
     ssize_t n = ::read(fd, chunk, sizeof chunk);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      std::string log = store::tail_lines(store.paths(name).state_dir / "supervisor.log", 5);
+      std::string log = store::tail_lines(store.paths(name).supervisor_log(), 5);
       throw Error("the supervisor of \"" + name + "\" exited during start" +
                   (log.empty() ? std::string() : ":\n" + log));
     }
@@ -99,7 +99,7 @@ VmStatus launch_supervisor(store::VmStore& store, const std::string& name,
   const fs::path binary = supervisor_binary(options);
   process::SpawnOptions spawn({binary.string(), "--state-dir", store.root().string(), "__supervise",
                                name, "--notify-fd", "3"},
-                              store.paths(name).state_dir / "supervisor.log", true,
+                              store.paths(name).supervisor_log(), true,
                               {{3, pipe_fds[1]}});
   if (args.ready_timeout) {
     spawn.argv.insert(spawn.argv.end(), {"--timeout", std::to_string(args.ready_timeout->count())});
@@ -167,7 +167,7 @@ VmStatus ask_supervisor(const store::VmStore& store, const std::string& name, Vm
                         const std::string& broken) {
   status.reason_code = "state-unreadable";
   try {
-    const auto reply = control_request(store.paths(name).runtime_dir / "control.sock", {{"op", "ping"}},
+    const auto reply = control_request(store.paths(name).control_socket(), {{"op", "ping"}},
                                        std::chrono::seconds(10));
     const auto state = reply.contains("state") && reply["state"].is_string()
                            ? parse_vm_state(reply["state"].get<std::string>())
@@ -201,8 +201,7 @@ VmStatus reconcile_status(const store::VmStore& store, const std::string& name) 
   if (status->pid && is_vm_qemu(*status->pid, status->qemu)) {
     // QEMU outlived its supervisor: give it a new one. Whoever holds the operation lock
     // (an `up` in progress) is already looking after it.
-    auto lock = store::FileLock::try_acquire(store.paths(name).state_dir / "operation.lock",
-                                             "qvm re-attach (pid " + std::to_string(::getpid()) + ")");
+    auto lock = store.try_lock_operations(name, "qvm re-attach");
     if (!lock || store.supervisor_alive(name)) return *status;
     try {
       return launch_supervisor(const_cast<store::VmStore&>(store), name,
