@@ -109,6 +109,16 @@ struct SnapshotInfo {
   nlohmann::json to_json() const;
 };
 
+/// Throws qvm::Error saying why unless `name` is a snapshot name (the VM-name rule).
+void check_snapshot_name(const std::string& name);
+
+/// What `up --dry-run` prints: the QEMU command line a start would run now.
+struct DryRun {
+  std::vector<std::string> argv;
+  std::string shell;                  // argv quoted for a POSIX shell, on one line
+  std::vector<std::string> warnings;  // for the user: a fallback to TCG, an ignored key...
+};
+
 /// A disk image that `rm --disks` left in place, and why.
 struct KeptDisk {
   std::filesystem::path path;  // empty when the record of created disks itself is unreadable
@@ -170,6 +180,9 @@ class Vm {
                                                std::chrono::milliseconds timeout) const;
   /// Snapshots of the VM's writable qcow2 disks, oldest first.
   std::vector<SnapshotInfo> snapshots() const;
+  /// The snapshot tree as `qvm snapshot ls` prints it, the current point marked with *
+  /// ("no snapshots\n" when there are none). Throws qvm::Error if the metadata is broken.
+  std::string snapshot_tree() const;
   /// Captures every writable disk at one instant: live (one QMP transaction) when the VM
   /// runs, with qemu-img when it is stopped. Refuses raw disks and duplicate names.
   SnapshotInfo snapshot_create(const std::string& name, const std::string& description = "") const;
@@ -209,6 +222,31 @@ class Inventory : public std::enable_shared_from_this<Inventory> {
   Vm define(const Profile& profile) const;
   /// define() + start().
   Vm up(const Profile& profile, const StartOptions& options = {}) const;
+  /// The QEMU command line up(profile) would run now, with the UUID the VM has (or would
+  /// be given). Probes the host (QEMU binary, /dev/kvm; the probe is cached in the runtime
+  /// root) but defines, starts and writes nothing else. Throws qvm::Error (a HostError) if
+  /// the host cannot run the profile.
+  DryRun dry_run(const Profile& profile) const;
+  /// The body of the hidden `qvm __supervise` command that start() execs: detaches (fork;
+  /// the calling process returns 0 at once), then supervises VM `name` in the child,
+  /// reporting start progress as JSON lines on `notify_fd` (-1: none); with `attach_pid`
+  /// it re-attaches to that running QEMU instead of starting one. Returns the supervisor's
+  /// exit code in the detached child. Call it from a single-threaded process only.
+  int supervise_detached(std::string_view name, int notify_fd,
+                         std::optional<std::chrono::seconds> ready_timeout,
+                         std::optional<int> attach_pid = std::nullopt) const;
+  /// True if a VM named `name` is defined (its folder holds a profile).
+  bool defined(std::string_view name) const;
+  /// Defines the throwaway VM of `qvm run` from `profile` (a new name): accel "auto" must
+  /// mean KVM here (else a HostError saying how to run under TCG), and every writable disk
+  /// gets a fresh qcow2 overlay in the VM's folder, so the profile's images are never
+  /// written. With `remove_when_stopped` the VM is marked so that list() removes it once it
+  /// has stopped with no supervisor left. Throws qvm::Error if an overlay cannot be made.
+  Vm define_transient(Profile profile, bool remove_when_stopped) const;
+  /// For a process that outlives a `qvm run`: kills VM `name`'s QEMU if it provably still
+  /// runs and, with `remove`, deletes the VM once that QEMU is gone. Best effort: never
+  /// throws (there is nobody left to tell).
+  void reap_transient(std::string_view name, bool remove) const noexcept;
   /// A defined VM; throws qvm::Error if there is none by that name.
   Vm get(std::string_view name) const;
   /// Every defined VM's status, sorted by name.

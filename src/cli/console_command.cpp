@@ -12,9 +12,6 @@
 #include "cli/cli.hpp"
 #include "cli/context.hpp"
 #include "cli/terminal_text.hpp"
-#include "store/layout.hpp"
-#include "store/vm_store.hpp"
-#include "supervisor/launch.hpp"
 
 namespace qvm::cli {
 namespace {
@@ -166,11 +163,9 @@ void add_supervise_command(CLI::App& app, Context& ctx) {
   cmd->add_option("--attach", *attach);
   cmd->callback([&ctx, name, notify_fd, timeout, attach] {
     ctx.action = [&ctx, name, notify_fd, timeout, attach] {
-      const store::Environment env = store::current_environment();
-      store::VmStore store(store::state_root(ctx.state_dir, env), store::runtime_root(env));
       std::optional<std::chrono::seconds> ready_timeout;
       if (*timeout) ready_timeout = std::chrono::seconds(**timeout);
-      return supervisor::run_detached_supervisor(store, *name, *notify_fd, ready_timeout, *attach);
+      return ctx.inventory()->supervise_detached(*name, *notify_fd, ready_timeout, *attach);
     };
   });
 }

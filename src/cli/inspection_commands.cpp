@@ -10,7 +10,7 @@
 #include "cli/context.hpp"
 #include "cli/terminal_text.hpp"
 #include "qvm/qmp.hpp"
-#include "store/log_rotation.hpp"
+#include "qvm/log.hpp"
 
 namespace qvm::cli {
 namespace {
@@ -41,7 +41,7 @@ std::string memory_text(std::uint64_t mib) {
 // Copies `path` (its rotated `.1` copy first) to `out`, then with `follow` what it gains,
 // across rotations, until the VM stops.
 void follow_file(TerminalOutput& out, const std::filesystem::path& path, const Vm& vm, bool follow) {
-  store::LogFollower log(path);
+  LogReader log(path);
   auto copy_new = [&] {
     for (std::string chunk = log.read_new(); !chunk.empty(); chunk = log.read_new()) {
       out.write(chunk);

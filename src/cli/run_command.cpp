@@ -15,14 +15,7 @@
 
 #include "cli/cli.hpp"
 #include "cli/context.hpp"
-#include "command_line/qemu_img.hpp"
-#include "host/host_info.hpp"
-#include "process/run_program.hpp"
 #include "qvm/agent.hpp"
-#include "store/files.hpp"
-#include "store/layout.hpp"
-#include "store/vm_store.hpp"
-#include "supervisor/launch.hpp"
 
 namespace qvm::cli {
 namespace fs = std::filesystem;
@@ -110,7 +103,7 @@ void write_junit(const fs::path& file, const RunResult& result, const std::vecto
 // kills the VM's QEMU and, with --rm, deletes everything the run created.
 class Reaper {
  public:
-  Reaper(const store::VmStore& store, const std::string& name, bool remove) {
+  Reaper(const Inventory& inventory, const std::string& name, bool remove) {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) throw Error(std::string("pipe: ") + std::strerror(errno));
     pid_ = ::fork();
@@ -125,7 +118,7 @@ class Reaper {
       char byte;
       while (::read(fds[0], &byte, 1) < 0 && errno == EINTR) {
       }
-      clean_up(store, name, remove);
+      inventory.reap_transient(name, remove);
       ::_exit(0);
     }
     ::close(fds[0]);
@@ -134,25 +127,6 @@ class Reaper {
   ~Reaper() {
     if (write_end_ >= 0) ::close(write_end_);
     if (pid_ > 0) ::waitpid(pid_, nullptr, 0);
-  }
-
-  static void clean_up(const store::VmStore& store, const std::string& name, bool remove) {
-    try {
-      if (auto status = store.read_status(name)) {
-        if (status->pid && supervisor::is_vm_qemu(*status->pid, status->qemu)) ::kill(*status->pid, SIGKILL);
-      }
-      if (remove && store.defined(name)) {
-        // QEMU must be gone before its files are.
-        for (int i = 0; i < 100; ++i) {
-          auto status = store.read_status(name);
-          if (!status || !status->pid || !supervisor::is_vm_qemu(*status->pid, status->qemu)) break;
-          ::usleep(20000);
-        }
-        store.remove(name);
-      }
-    } catch (const std::exception&) {
-      // Best effort: nobody is left to tell.
-    }
   }
 
  private:
@@ -169,57 +143,19 @@ Profile load_run_profile(const RunOptions& options) {
   return profile;
 }
 
-Profile transient_profile(Profile profile, const RunOptions& options, const store::VmStore& store) {
-  // A CI job must not crawl under emulation by accident: "auto" means KVM here.
-  if (profile.accel == Accel::automatic) {
-    host::KvmStatus kvm = host::probe_kvm(host::real_kvm_system());
-    if (!kvm.usable) {
-      throw HostError("KVM is not usable: " + kvm.problem + "; " + kvm.hint +
-                      ". To run under TCG emulation anyway (much slower), pass --accel tcg");
-    }
-    // Stated, so that a QEMU dying on KVM fails the run instead of falling back to TCG.
-    profile.accel = Accel::kvm;
-  }
-  // The command runs through the guest agent, so the VM is ready once the agent answers.
+// The profile of the throwaway VM: it runs the command through the guest agent, so it is
+// ready once the agent answers, and it never restarts.
+Profile transient_profile(Profile profile, const RunOptions& options) {
   profile.agent = true;
   Ready ready = profile.ready.value_or(Ready{});
   ready.agent = true;
   if (options.boot_timeout) ready.timeout = seconds_rounded_up(*options.boot_timeout);
   profile.ready = ready;
   profile.shutdown.restart = RestartPolicy::no;
-  // Every writable disk runs on a throwaway overlay; the images the profile names are
-  // never written.
-  const RunPaths files = store.paths(profile.name);
-  store::make_private_dir(files.run_disks());
-  for (std::size_t i = 0; i < profile.disks.size(); ++i) {
-    Disk& disk = profile.disks[i];
-    if (disk.readonly) continue;
-    const fs::path overlay = files.run_overlay(i);
-    std::vector<std::string> argv;
-    std::error_code ec;
-    if (fs::exists(disk.path, ec)) {
-      argv = qemu_img_create_argv(overlay, "qcow2",
-                                  BackingImage{disk.path, std::string(to_string(disk.format))},
-                                  std::nullopt);
-    } else if (disk.backing) {
-      argv = qemu_img_create_argv(overlay, "qcow2", BackingImage{*disk.backing, "qcow2"},
-                                  disk.size_bytes);
-    } else {
-      argv = qemu_img_create_argv(overlay, "qcow2", std::nullopt, disk.size_bytes.value_or(0));
-    }
-    auto out = process::run_program(argv);
-    if (out.exit_code != 0) throw Error("cannot create a throwaway overlay for " + disk.path.string() + ": " + out.out);
-    disk.path = overlay;
-    disk.format = DiskFormat::qcow2;
-    disk.backing.reset();
-    disk.size_bytes.reset();
-  }
   return profile;
 }
 
 int run_vm(Context& ctx, const RunOptions& options) {
-  const store::Environment env = store::current_environment();
-  store::VmStore store(store::state_root(ctx.state_dir, env), store::runtime_root(env));
   auto inventory = ctx.inventory();
   RunResult result;
   const auto started = std::chrono::steady_clock::now();
@@ -229,7 +165,7 @@ int run_vm(Context& ctx, const RunOptions& options) {
 
   // Validate before anything exists on disk, so a bad profile leaves nothing behind.
   Profile loaded = load_run_profile(options);
-  if (store.defined(loaded.name)) {
+  if (inventory->defined(loaded.name)) {
     throw VmStateError("a VM named \"" + loaded.name + "\" already exists; qvm run needs a new name");
   }
   std::optional<Reaper> reaper;
@@ -238,13 +174,10 @@ int run_vm(Context& ctx, const RunOptions& options) {
   try {
     result.vm = loaded.name;
     // From here on, whatever happens to this process, the reaper cleans up after it.
-    reaper.emplace(store, loaded.name, options.rm);
-    Profile profile = transient_profile(loaded, options, store);
-    Vm vm = inventory->define(profile);
-    if (options.rm) {
-      // If even the reaper is killed (a whole cgroup at once), `qvm ls` removes what is left.
-      store::write_file_atomically(store.paths(profile.name).transient_marker(), "rm\n");
-    }
+    reaper.emplace(*inventory, loaded.name, options.rm);
+    // Every writable disk runs on a throwaway overlay; the images the profile names are
+    // never written.
+    Vm vm = inventory->define_transient(transient_profile(loaded, options), options.rm);
 
     // The supervisor runs here, on its own thread: QEMU dies with that thread, and so
     // with this process however it ends.
@@ -254,7 +187,7 @@ int run_vm(Context& ctx, const RunOptions& options) {
       start.die_with_caller = true;
       bool reported = false;
       start.on_progress = [&](const nlohmann::json& message) {
-        show_progress(ctx, profile.name, message);
+        show_progress(ctx, vm.name(), message);
         const std::string phase = message.value("phase", "");
         if (!reported && (phase == "ready" || phase == "failed")) {
           reported = true;
@@ -346,7 +279,7 @@ int run_vm(Context& ctx, const RunOptions& options) {
         result.message = "the guest panicked";
       }
     }
-    if (options.rm) inventory->remove(profile.name, true, true);
+    if (options.rm) inventory->remove(vm.name(), true, true);
   } catch (...) {
     if (supervisor.joinable()) {
       try {
@@ -355,7 +288,7 @@ int run_vm(Context& ctx, const RunOptions& options) {
       }
       supervisor.join();
     }
-    if (options.rm && !result.vm.empty()) Reaper::clean_up(store, result.vm, true);
+    if (options.rm && !result.vm.empty()) inventory->reap_transient(result.vm, true);
     throw;
   }
 

@@ -4,8 +4,6 @@
 #include "cli/cli.hpp"
 #include "cli/context.hpp"
 #include "qvm/error.hpp"
-#include "snapshot/snapshot.hpp"
-#include "store/snapshot_meta.hpp"
 
 namespace qvm::cli {
 
@@ -24,8 +22,8 @@ void add_snapshot_command(CLI::App& app, Context& ctx) {
     cmd->callback([&ctx, name, snap, description] {
       ctx.action = [&ctx, name, snap, description] {
         try {
-          snapshot::SnapshotTree::check_name(*snap);
-        } catch (const snapshot::SnapshotError& e) {
+          check_snapshot_name(*snap);
+        } catch (const Error& e) {
           throw UsageError(std::string("SNAP: ") + e.what());
         }
         SnapshotInfo info = ctx.inventory()->get(*name).snapshot_create(*snap, *description);
@@ -52,7 +50,7 @@ void add_snapshot_command(CLI::App& app, Context& ctx) {
           }
           ctx.out << nlohmann::json{{"current", current}, {"snapshots", list}}.dump(2) << "\n";
         } else {
-          ctx.out << snapshot::render_tree(store::read_snapshot_meta(vm.serial_log().parent_path()));
+          ctx.out << vm.snapshot_tree();
         }
         return kSuccess;
       };

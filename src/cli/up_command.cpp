@@ -7,12 +7,8 @@
 
 #include "cli/cli.hpp"
 #include "cli/context.hpp"
-#include "command_line/command_line.hpp"
-#include "process/run_program.hpp"
 #include "qvm/error.hpp"
 #include "qvm/profile.hpp"
-#include "store/layout.hpp"
-#include "store/vm_store.hpp"
 
 namespace qvm::cli {
 namespace {
@@ -28,24 +24,10 @@ struct UpOptions {
 };
 
 int dry_run(Context& ctx, const std::vector<Profile>& profiles, bool json) {
-  const store::Environment env = store::current_environment();
-  const auto root = store::state_root(ctx.state_dir, env);
-  const store::VmStore store(root, store::runtime_root(env));
   for (const Profile& profile : profiles) {
-    const host::HostNeeds needs{profile.accel != Accel::tcg, profile.firmware == Firmware::uefi};
-    host::HostInfo host = host::probe_host(profile.qemu.binary, needs,
-                                           [](const auto& argv) { return process::run_program(argv); },
-                                           host::real_kvm_system(), store.qemu_probe_cache());
-    // A defined VM keeps the UUID it was given; a new one would get the derived one.
-    std::string uuid = profile.uuid.value_or("");
-    if (uuid.empty()) {
-      auto status = store.read_status(profile.name);
-      uuid = status && !status->uuid.empty() ? status->uuid
-                                             : store::derive_uuid(store::host_id(), root, profile.name);
-    }
-    CommandLine command = build_command_line(profile, host, store.paths(profile.name), uuid);
+    const DryRun command = ctx.inventory()->dry_run(profile);
     for (const auto& warning : command.warnings) ctx.warn(warning);
-    ctx.out << (json ? nlohmann::json(command.argv).dump() : shell_join(command.argv)) << "\n";
+    ctx.out << (json ? nlohmann::json(command.argv).dump() : command.shell) << "\n";
   }
   return kSuccess;
 }

@@ -4,6 +4,9 @@
 #include <sstream>
 #include <thread>
 
+#include "command_line/command_line.hpp"
+#include "command_line/qemu_img.hpp"
+#include "host/host_info.hpp"
 #include "qvm/agent.hpp"
 #include "qvm/qmp.hpp"
 #include "qvm/vm.hpp"
@@ -41,6 +44,100 @@ std::shared_ptr<Inventory> Inventory::open(std::optional<fs::path> state_dir) {
 }
 
 const fs::path& Inventory::state_root() const { return impl_->store.root(); }
+
+DryRun Inventory::dry_run(const Profile& profile) const {
+  const store::VmStore& store = impl_->store;
+  const host::HostNeeds needs{profile.accel != Accel::tcg, profile.firmware == Firmware::uefi};
+  host::HostInfo host = host::probe_host(profile.qemu.binary, needs,
+                                         [](const auto& argv) { return process::run_program(argv); },
+                                         host::real_kvm_system(), store.qemu_probe_cache());
+  // A defined VM keeps the UUID it was given; a new one would get the derived one.
+  std::string uuid = profile.uuid.value_or("");
+  if (uuid.empty()) {
+    auto status = store.read_status(profile.name);
+    uuid = status && !status->uuid.empty() ? status->uuid
+                                           : store::derive_uuid(store::host_id(), store.root(), profile.name);
+  }
+  CommandLine command = build_command_line(profile, host, store.paths(profile.name), uuid);
+  DryRun result;
+  result.shell = shell_join(command.argv);
+  result.argv = std::move(command.argv);
+  result.warnings = std::move(command.warnings);
+  return result;
+}
+
+bool Inventory::defined(std::string_view name) const { return impl_->store.defined(name); }
+
+Vm Inventory::define_transient(Profile profile, bool remove_when_stopped) const {
+  const store::VmStore& store = impl_->store;
+  // A CI job must not crawl under emulation by accident: "auto" means KVM here.
+  if (profile.accel == Accel::automatic) {
+    host::KvmStatus kvm = host::probe_kvm(host::real_kvm_system());
+    if (!kvm.usable) {
+      throw HostError("KVM is not usable: " + kvm.problem + "; " + kvm.hint +
+                      ". To run under TCG emulation anyway (much slower), pass --accel tcg");
+    }
+    // Stated, so that a QEMU dying on KVM fails the run instead of falling back to TCG.
+    profile.accel = Accel::kvm;
+  }
+  const RunPaths files = store.paths(profile.name);
+  store::make_private_dir(files.run_disks());
+  for (std::size_t i = 0; i < profile.disks.size(); ++i) {
+    Disk& disk = profile.disks[i];
+    if (disk.readonly) continue;
+    const fs::path overlay = files.run_overlay(i);
+    std::vector<std::string> argv;
+    std::error_code ec;
+    if (fs::exists(disk.path, ec)) {
+      argv = qemu_img_create_argv(overlay, "qcow2",
+                                  BackingImage{disk.path, std::string(to_string(disk.format))},
+                                  std::nullopt);
+    } else if (disk.backing) {
+      argv = qemu_img_create_argv(overlay, "qcow2", BackingImage{*disk.backing, "qcow2"},
+                                  disk.size_bytes);
+    } else {
+      argv = qemu_img_create_argv(overlay, "qcow2", std::nullopt, disk.size_bytes.value_or(0));
+    }
+    auto out = process::run_program(argv);
+    if (out.exit_code != 0) throw Error("cannot create a throwaway overlay for " + disk.path.string() + ": " + out.out);
+    disk.path = overlay;
+    disk.format = DiskFormat::qcow2;
+    disk.backing.reset();
+    disk.size_bytes.reset();
+  }
+  Vm vm = define(profile);
+  // If even the reaper is killed (a whole cgroup at once), `qvm ls` removes what is left.
+  if (remove_when_stopped) store::write_file_atomically(files.transient_marker(), "rm\n");
+  return vm;
+}
+
+void Inventory::reap_transient(std::string_view name_view, bool remove) const noexcept {
+  try {
+    const store::VmStore& store = impl_->store;
+    const std::string name(name_view);
+    if (auto status = store.read_status(name)) {
+      if (status->pid && supervisor::is_vm_qemu(*status->pid, status->qemu)) ::kill(*status->pid, SIGKILL);
+    }
+    if (remove && store.defined(name)) {
+      // QEMU must be gone before its files are.
+      for (int i = 0; i < 100; ++i) {
+        auto status = store.read_status(name);
+        if (!status || !status->pid || !supervisor::is_vm_qemu(*status->pid, status->qemu)) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      store.remove(name);
+    }
+  } catch (const std::exception&) {
+    // Best effort: nobody is left to tell.
+  }
+}
+
+int Inventory::supervise_detached(std::string_view name, int notify_fd,
+                                  std::optional<std::chrono::seconds> ready_timeout,
+                                  std::optional<int> attach_pid) const {
+  return supervisor::run_detached_supervisor(impl_->store, std::string(name), notify_fd, ready_timeout,
+                                             attach_pid);
+}
 
 Vm Inventory::define(const Profile& profile) const {
   store::VmStore::check_name(profile.name);
@@ -375,6 +472,12 @@ std::vector<SnapshotInfo> Vm::snapshots() const {
   for (const auto& record : meta.snapshots) list.push_back(to_info(record, meta));
   return list;
 }
+
+std::string Vm::snapshot_tree() const {
+  return snapshot::render_tree(store::read_snapshot_meta(inventory_->impl().store.paths(name_).state_dir));
+}
+
+void check_snapshot_name(const std::string& name) { snapshot::SnapshotTree::check_name(name); }
 
 SnapshotInfo Vm::snapshot_create(const std::string& name, const std::string& description) const {
   snapshot::SnapshotTree::check_name(name);
