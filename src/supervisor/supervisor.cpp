@@ -170,7 +170,7 @@ int Supervisor::Impl::run() {
       options.timings.save_retry, options.timings.save_retry_max);
   store::make_runtime_dir(paths.runtime_dir);
   control = std::make_unique<ControlServer>(
-      io, paths.runtime_dir / "control.sock",
+      io, paths.control_socket(),
       [this](const ControlRequest& request, std::shared_ptr<ControlReply> reply) { on_control(request, reply); });
   watch_signals();
   log_rotator = std::make_unique<LogRotator>(
