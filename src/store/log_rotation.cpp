@@ -110,6 +110,10 @@ bool rotate_log_if_over(const fs::path& log, std::uint64_t max_size, std::chrono
   }
   if (::fstat(fd.get(), &st) != 0) fail("cannot stat", log, errno);
   const auto size = static_cast<std::uint64_t>(st.st_size);
+  // Another rotation may have run while this one waited for the lock: rotating the fresh,
+  // short log again would replace the whole generation in .1 with it, before any reader one
+  // rotation behind had read that generation.
+  if (size < max_size) return false;
   const bool legacy = size > 2 * max_size;
   const std::uint64_t start = legacy ? size - max_size : 0;
   // Where the file system can cut whole blocks off the front of a file (ext4, XFS), the

@@ -2,6 +2,7 @@
 #include "store/log_rotation.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@
 #include "supervisor/log_rotation.hpp"
 #include "supervisor/serial_watch.hpp"
 #include "support/temp_dir.hpp"
+#include "support/test_guest.hpp"
 
 namespace qvm {
 namespace {
@@ -273,6 +275,44 @@ TEST_P(LogRotationTest, FollowerNeverRepeatsWhenARotationKeepsOnlyTheEndOfAnOver
   const std::vector<int> numbers = line_numbers(seen);
   ASSERT_EQ(numbers.size(), static_cast<std::size_t>(next));
   for (int i = 0; i < next; ++i) ASSERT_EQ(numbers[static_cast<std::size_t>(i)], i);
+}
+
+// How many descriptors of this process are open on `path`.
+int open_descriptors_on(const fs::path& path) {
+  int count = 0;
+  for (const auto& entry : fs::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    if (fs::read_symlink(entry.path(), ec) == path) ++count;
+  }
+  return count;
+}
+
+// Two rotations that waited for the same reader: the first moves the log to .1, the second
+// finds it short and leaves it (rotating again would replace that generation in .1 with
+// the few bytes written since, before the reader got to it).
+TEST_P(LogRotationTest, TwoRotationsWaitingForTheSameReaderRotateOnce) {
+  AppendingWriter writer(log_);
+  std::string generation;
+  for (int i = 0; generation.size() < kCap; ++i) generation += numbered_line(i);
+  writer.write(generation);
+  const int reader = ::open(log_.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(reader, 0);
+  ASSERT_EQ(::flock(reader, LOCK_SH), 0);
+  const int open_before = open_descriptors_on(log_);
+  std::atomic<int> rotated{0};
+  auto rotate = [&] { rotated += rotate_log_if_over(log_, kCap, 30s, false) ? 1 : 0; };
+  std::thread first(rotate);
+  std::thread second(rotate);
+  // Both have the log open and found it over the cap: nothing can change it while the
+  // reader holds it.
+  const bool both_waiting = testing::eventually([&] { return open_descriptors_on(log_) == open_before + 2; }, 10s);
+  ::close(reader);
+  first.join();
+  second.join();
+  ASSERT_TRUE(both_waiting);
+  EXPECT_EQ(rotated.load(), 1);
+  EXPECT_EQ(testing::read_file(rotated_log(log_)), generation);
+  EXPECT_EQ(size_of(log_), 0u);
 }
 
 // Appenders (the journal) and a rotating process at once: every line is kept exactly once,
