@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "qvm/error.hpp"
+#include "store/unique_fd.hpp"
 
 namespace qvm::store {
 namespace fs = std::filesystem;
@@ -27,23 +28,6 @@ constexpr std::size_t kTailBytes = 256;
 [[noreturn]] void fail(const std::string& what, const fs::path& path, int err) {
   throw Error(what + " " + path.string() + ": " + std::strerror(err));
 }
-
-// Closes the descriptor (and with it any flock on it) on every way out.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  bool ok() const { return fd_ >= 0; }
-  int release() { return std::exchange(fd_, -1); }
-
- private:
-  int fd_;
-};
 
 void lock(int fd, int operation, const fs::path& path) {
   while (::flock(fd, operation) != 0) {
@@ -91,7 +75,7 @@ fs::path rotated_log(const fs::path& log) {
 
 bool rotate_log_if_over(const fs::path& log, std::uint64_t max_size, std::chrono::milliseconds patience,
                         bool cut_blocks) {
-  Fd fd(::open(log.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+  UniqueFd fd(::open(log.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
   if (!fd.ok()) {
     if (errno == ENOENT) return false;
     fail("cannot open", log, errno);
@@ -128,7 +112,7 @@ bool rotate_log_if_over(const fs::path& log, std::uint64_t max_size, std::chrono
   temp += ".tmp";
   // The folder is the VM's own (0700): a leftover temp file is ours, from a crash.
   ::unlink(temp.c_str());
-  Fd out(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+  UniqueFd out(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!out.ok()) fail("cannot create", temp, errno);
   bool renamed = false;
   // Copies [from, until) of the log (until the end as it is now, if `until` is 0); returns
@@ -173,7 +157,7 @@ bool rotate_log_if_over(const fs::path& log, std::uint64_t max_size, std::chrono
 void append_to_log(const fs::path& log, std::string_view line, std::uint64_t max_size) {
   std::uint64_t size = 0;
   {
-    Fd fd(::open(log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+    UniqueFd fd(::open(log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
     if (!fd.ok()) fail("cannot open", log, errno);
     // Shared: appenders do not wait for each other, only for a rotation in progress (whose
     // truncation would otherwise erase this line after its copy was taken).
@@ -192,39 +176,14 @@ void append_to_log(const fs::path& log, std::string_view line, std::uint64_t max
 LogFollower::LogFollower(fs::path log) : log_(std::move(log)) {}
 
 LogFollower::LogFollower(fs::path log, std::uint64_t offset) : log_(std::move(log)), offset_(offset) {
-  rotated_fd_ = ::open(rotated_log(log_).c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  rotated_fd_.reset(::open(rotated_log(log_).c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   struct stat st {};
-  if (rotated_fd_ >= 0 && ::fstat(rotated_fd_, &st) == 0) rotated_id_ = FileId{st.st_dev, st.st_ino};
+  if (rotated_fd_.ok() && ::fstat(rotated_fd_.get(), &st) == 0) rotated_id_ = FileId{st.st_dev, st.st_ino};
   started_ = true;
 }
 
-LogFollower::~LogFollower() {
-  if (rotated_fd_ >= 0) ::close(rotated_fd_);
-}
-
-LogFollower::LogFollower(LogFollower&& other) noexcept
-    : log_(std::move(other.log_)),
-      offset_(other.offset_),
-      rotated_id_(other.rotated_id_),
-      rotated_fd_(std::exchange(other.rotated_fd_, -1)),
-      tail_(std::move(other.tail_)),
-      started_(other.started_) {}
-
-LogFollower& LogFollower::operator=(LogFollower&& other) noexcept {
-  if (this != &other) {
-    if (rotated_fd_ >= 0) ::close(rotated_fd_);
-    log_ = std::move(other.log_);
-    offset_ = other.offset_;
-    rotated_id_ = other.rotated_id_;
-    rotated_fd_ = std::exchange(other.rotated_fd_, -1);
-    tail_ = std::move(other.tail_);
-    started_ = other.started_;
-  }
-  return *this;
-}
-
 std::string LogFollower::read_new(std::size_t max_bytes) {
-  Fd fd(::open(log_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  UniqueFd fd(::open(log_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (!fd.ok()) {
     if (errno == ENOENT) return "";
     fail("cannot open", log_, errno);
@@ -236,7 +195,7 @@ std::string LogFollower::read_new(std::size_t max_bytes) {
   const fs::path rotated_path = rotated_log(log_);
   // Opened, not stat'ed by name: the descriptor is what proves the next time that this .1
   // is still the same file (see rotated_fd_).
-  Fd old(::open(rotated_path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  UniqueFd old(::open(rotated_path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   std::optional<FileId> rotated;
   struct stat st {};
   struct stat old_st {};
@@ -294,10 +253,7 @@ std::string LogFollower::read_new(std::size_t max_bytes) {
     }
     started_ = true;
   }
-  if (rotated != rotated_id_) {
-    if (rotated_fd_ >= 0) ::close(rotated_fd_);
-    rotated_fd_ = old.release();
-  }
+  if (rotated != rotated_id_) rotated_fd_ = std::move(old);
   rotated_id_ = rotated;
 
   if (::fstat(fd.get(), &st) != 0) fail("cannot stat", log_, errno);

@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "store/unique_fd.hpp"
+
 namespace qvm::store {
 
 /// How large each of a VM's logs (serial.log, qemu.log, events.jsonl) may grow before it is
@@ -54,9 +56,6 @@ class LogFollower {
   explicit LogFollower(std::filesystem::path log);
   /// Reads only what the current file gains beyond `offset` (.1 counts as read).
   LogFollower(std::filesystem::path log, std::uint64_t offset);
-  ~LogFollower();
-  LogFollower(LogFollower&& other) noexcept;
-  LogFollower& operator=(LogFollower&& other) noexcept;
 
   /// What was written since the last call, at most about `max_bytes` of the current file
   /// (call again until it returns ""); "" if nothing new or the log does not exist yet.
@@ -75,7 +74,7 @@ class LogFollower {
   std::optional<FileId> rotated_id_;  // the .1 file as last seen (a new one means a rotation)
   // That .1 file, kept open: once a rotation replaces it, its inode number would be free for
   // the next .1, which would then look like the one already read.
-  int rotated_fd_ = -1;
+  UniqueFd rotated_fd_;
   std::string tail_;                 // the last bytes read, to recognise them in a new .1
   bool started_ = false;             // whether the first read (or the offset) set rotated_id_
 };

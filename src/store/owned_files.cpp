@@ -9,24 +9,11 @@
 #include <cerrno>
 #include <cstring>
 
+#include "store/unique_fd.hpp"
+
 namespace qvm::store {
 namespace fs = std::filesystem;
 namespace {
-
-// Closes a descriptor on every way out.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 // The real path of an open folder, as the kernel resolved it (symlinks and all).
 std::optional<fs::path> real_path_of(int dir_fd) {
@@ -103,7 +90,7 @@ Examined examine(const fs::path& path, const DeletionRule& rule) {
   }
   // An empty file holds nothing: it is what an image creation cut short leaves.
   if (rule.qcow2 && st.st_size > 0) {
-    Fd file(::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    UniqueFd file(::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
     struct stat opened {};
     std::array<unsigned char, 4> magic{};
     if (file.get() < 0 || ::fstat(file.get(), &opened) != 0 || opened.st_dev != st.st_dev ||
@@ -137,7 +124,7 @@ std::optional<std::string> deletion_refused(const fs::path& path, const Deletion
 DeletionOutcome remove_owned_file(const fs::path& path, const DeletionRule& rule) {
   Examined examined = examine(path, rule);
   if (examined.dir_fd < 0) return examined.outcome;
-  Fd dir(examined.dir_fd);
+  UniqueFd dir(examined.dir_fd);
   if (::unlinkat(dir.get(), examined.name.c_str(), 0) != 0) {
     if (errno == ENOENT) return {DeletionOutcome::Kind::absent, ""};
     return {DeletionOutcome::Kind::kept, std::string("cannot be deleted: ") + std::strerror(errno)};
